@@ -1,0 +1,26 @@
+# Fresh machine: `make demo` (runs the main job on CPU) and `make test` (runs the suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKDIR ?= workdirs/demo
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,tpu]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(WORKDIR)
+	JAX_PLATFORMS=cpu $(PY) -m jaxlab.launch --config configs/smi_tiny.py --workdir $(WORKDIR)
+
+test: $(STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m pytest tests
+
+clean:
+	rm -rf $(VENV) workdirs

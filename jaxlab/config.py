@@ -1,0 +1,133 @@
+"""Config files and command-line overrides, with one-line errors for bad input.
+
+Config files follow the big_vision convention: a Python file with `get_config(arg)` returning an
+`ml_collections.ConfigDict`; `path.py:arg` passes `arg` (e.g. `smoke` or `key=val,flag`).
+Overrides are `--config.a.b=value`, parsed to the type of the existing field.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import os
+from typing import Any, Iterable
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """Bad user input in a config or an override; the message is one line meant for the user."""
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path.py[:arg]` and returns `get_config(arg)` (or `get_config()` without arg)."""
+  path, _, arg = spec.partition(":")
+  if not path.endswith(".py"):
+    raise ConfigError(f"config file must be a .py file, got {path!r}")
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file not found: {path}")
+  module_name = "jaxlab_config_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"config file {path} defines no get_config(arg)")
+  config = module.get_config(arg) if arg else module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"get_config in {path} must return an ml_collections.ConfigDict")
+  return config
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses a `get_config` argument `a=1,flag,b=x` against typed defaults.
+
+  A bare word sets a bool default to True; unknown names raise ConfigError.
+  """
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, eq, value = item.partition("=")
+    if key not in defaults:
+      raise ConfigError(_unknown_key_message("unknown config argument", key, defaults))
+    if not eq:
+      if not isinstance(defaults[key], bool):
+        raise ConfigError(f"config argument {key!r} needs a value ({key}=...)")
+      parsed[key] = True
+    else:
+      parsed[key] = _parse_value(value, defaults[key], key)
+  return parsed
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """All dotted leaf keys of a config, e.g. `model.d_model`."""
+  keys = []
+  for key, value in config.items():
+    full = f"{prefix}{key}"
+    if isinstance(value, ml_collections.ConfigDict):
+      keys.extend(flat_keys(value, full + "."))
+    else:
+      keys.append(full)
+  return keys
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[tuple[str, str]]) -> None:
+  """Applies `(dotted.key, raw string)` overrides in place, typed by the current values."""
+  valid = flat_keys(config)
+  for key, raw in overrides:
+    parent, leaf = _locate(config, key, valid)
+    parent[leaf] = _parse_value(raw, parent[leaf], key)
+
+
+def _locate(config: ml_collections.ConfigDict, key: str, valid: list[str]):
+  node = config
+  parts = key.split(".")
+  for part in parts[:-1]:
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ConfigError(_unknown_key_message("unknown config key", key, valid))
+    node = node[part]
+  if parts[-1] not in node or isinstance(node[parts[-1]], ml_collections.ConfigDict):
+    raise ConfigError(_unknown_key_message("unknown config key", key, valid))
+  return node, parts[-1]
+
+
+def _unknown_key_message(what: str, key: str, valid: Iterable[str]) -> str:
+  valid = list(valid)
+  close = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+  leaf_close = [v for v in valid if v.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+  suggestion = (leaf_close or close or [None])[0]
+  hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
+  return f"{what} {key!r}{hint}"
+
+
+def _parse_value(raw: str, current: Any, key: str) -> Any:
+  """Parses `raw` to the type of `current`; None-valued fields take a Python literal or a string."""
+  expected = type(current)
+  try:
+    if current is None:
+      try:
+        return ast.literal_eval(raw)
+      except (ValueError, SyntaxError):
+        return raw
+    if isinstance(current, bool):
+      lowered = raw.lower()
+      if lowered in ("true", "1", "yes"):
+        return True
+      if lowered in ("false", "0", "no"):
+        return False
+      raise ValueError(raw)
+    if isinstance(current, int):
+      return int(raw)
+    if isinstance(current, float):
+      return float(raw)
+    if isinstance(current, str):
+      return raw
+    if isinstance(current, (tuple, list)):
+      value = ast.literal_eval(raw)
+      if not isinstance(value, (tuple, list)):
+        raise ValueError(raw)
+      return expected(value)
+  except (ValueError, SyntaxError):
+    pass
+  else:
+    raise ConfigError(f"config key {key!r} has unsupported type {expected.__name__}")
+  raise ConfigError(f"config key {key!r} expects {expected.__name__}, got {raw!r}")

@@ -1,0 +1,162 @@
+"""Tokenizers behind one small protocol, so the pipeline never cares which is used.
+
+`encode` never adds BOS/EOS (packing adds them per document) and `decode` drops
+pad/BOS/EOS so decoded samples read as plain text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import ml_collections
+
+TOKENIZER_KINDS = ("byte", "sentencepiece", "hf")
+
+# Special-token spellings tried, in order, when an HF tokenizer.json is loaded
+# without explicit token names in the config.
+_HF_BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>", "[CLS]", "<|endoftext|>")
+_HF_EOS_CANDIDATES = ("</s>", "<eos>", "<|end_of_text|>", "<|endoftext|>", "<|eot_id|>", "[SEP]")
+_HF_PAD_CANDIDATES = ("<pad>", "[PAD]", "<|pad|>", "<|padding|>")
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+  """What the data pipeline and samplers need from a tokenizer."""
+
+  vocab_size: int
+  bos_id: int
+  eos_id: int
+  pad_id: int
+
+  def encode(self, text: str) -> list[int]:
+    """Token ids of `text`, without BOS/EOS."""
+    ...
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Text of `ids`, skipping pad/BOS/EOS."""
+    ...
+
+
+class ByteTokenizer:
+  """UTF-8 bytes as tokens (byte b -> id b + 3); needs no files."""
+
+  pad_id = 0
+  bos_id = 1
+  eos_id = 2
+  _OFFSET = 3
+  vocab_size = 256 + _OFFSET
+
+  def encode(self, text: str) -> list[int]:
+    return [b + self._OFFSET for b in text.encode("utf-8")]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    data = bytes(int(i) - self._OFFSET for i in ids if int(i) >= self._OFFSET)
+    return data.decode("utf-8", errors="replace")
+
+
+class SentencePieceTokenizer:
+  """A trained SentencePiece `.model` file.
+
+  Models trained without a pad piece (SentencePiece's default) pad with the
+  unknown id, which is never a target because padding has zero loss weight.
+  """
+
+  def __init__(self, path: str):
+    self._path = path
+    self._load()
+
+  def _load(self) -> None:
+    import sentencepiece  # pylint: disable=g-import-not-at-top
+
+    self._processor = sentencepiece.SentencePieceProcessor(model_file=self._path)
+    self.vocab_size = int(self._processor.get_piece_size())
+    self.bos_id = int(self._processor.bos_id())
+    self.eos_id = int(self._processor.eos_id())
+    if self.bos_id < 0 or self.eos_id < 0:
+      raise ValueError(f"SentencePiece model {self._path} has no BOS/EOS piece")
+    pad_id = int(self._processor.pad_id())
+    self.pad_id = pad_id if pad_id >= 0 else int(self._processor.unk_id())
+
+  def __getstate__(self) -> dict[str, str]:
+    # The native processor is not picklable; grain worker processes reload it.
+    return {"path": self._path}
+
+  def __setstate__(self, state: dict[str, str]) -> None:
+    self._path = state["path"]
+    self._load()
+
+  def encode(self, text: str) -> list[int]:
+    return list(self._processor.encode(text))
+
+  def decode(self, ids: Sequence[int]) -> str:
+    special = {self.pad_id, self.bos_id, self.eos_id}
+    return self._processor.decode([int(i) for i in ids if int(i) not in special])
+
+
+class HFTokenizer:
+  """A Hugging Face `tokenizer.json` loaded with the `tokenizers` library.
+
+  BOS/EOS/pad are the named tokens if given, else the first common spelling
+  present in the vocabulary; pad falls back to EOS.
+  """
+
+  def __init__(
+      self,
+      path: str,
+      *,
+      bos_token: str | None = None,
+      eos_token: str | None = None,
+      pad_token: str | None = None,
+  ):
+    import tokenizers  # pylint: disable=g-import-not-at-top
+
+    self._tokenizer = tokenizers.Tokenizer.from_file(path)
+    self.vocab_size = int(self._tokenizer.get_vocab_size(with_added_tokens=True))
+    self.bos_id = self._token_id(path, "BOS", bos_token, _HF_BOS_CANDIDATES)
+    self.eos_id = self._token_id(path, "EOS", eos_token, _HF_EOS_CANDIDATES)
+    if pad_token or any(self._tokenizer.token_to_id(t) is not None for t in _HF_PAD_CANDIDATES):
+      self.pad_id = self._token_id(path, "pad", pad_token, _HF_PAD_CANDIDATES)
+    else:
+      self.pad_id = self.eos_id
+
+  def _token_id(self, path: str, role: str, token: str | None, candidates: Sequence[str]) -> int:
+    for name in [token] if token else candidates:
+      token_id = self._tokenizer.token_to_id(name)
+      if token_id is not None:
+        return int(token_id)
+    tried = token or ", ".join(candidates)
+    raise ValueError(f"HF tokenizer {path} has no {role} token (tried {tried})")
+
+  def encode(self, text: str) -> list[int]:
+    return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    special = {self.pad_id, self.bos_id, self.eos_id}
+    kept = [int(i) for i in ids if int(i) not in special]
+    return self._tokenizer.decode(kept, skip_special_tokens=False)
+
+
+def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
+  """Tokenizer named by `cfg.kind` ("byte", "sentencepiece", "hf") and `cfg.path`.
+
+  For "hf", optional `cfg.bos_token` / `eos_token` / `pad_token` name the
+  special tokens (empty means look up common spellings).
+  """
+  kind = cfg.kind
+  if kind not in TOKENIZER_KINDS:
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {', '.join(TOKENIZER_KINDS)}")
+  if kind == "byte":
+    return ByteTokenizer()
+  path = cfg.get("path", "")
+  if not path or not os.path.isfile(path):
+    raise ValueError(f"{kind} tokenizer file not found: {path!r}")
+  if kind == "sentencepiece":
+    return SentencePieceTokenizer(path)
+  return HFTokenizer(
+      path,
+      bos_token=cfg.get("bos_token") or None,
+      eos_token=cfg.get("eos_token") or None,
+      pad_token=cfg.get("pad_token") or None,
+  )

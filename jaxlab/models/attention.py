@@ -1,0 +1,53 @@
+"""Attention implementations behind one signature, selected by `model.attention_impl`.
+
+All take q [B, T, H, D], k/v [B, S, K, D] (K divides H: grouped-query attention), the absolute
+index of every query and key slot, and segment ids (0 = padding). A query attends to a key when
+the key is not padding, both are in the same segment and the key's index is <= the query's.
+Index-based causality covers packed training, prefill and single-token decode alike.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+AttentionFn = Callable[..., jax.Array]
+
+
+def attention_mask(q_index: jax.Array, kv_index: jax.Array, q_segment_ids: jax.Array,
+                   kv_segment_ids: jax.Array) -> jax.Array:
+  """Boolean [B, T, S] mask: causal by index, within one segment, never onto padding."""
+  causal = kv_index[:, None, :] <= q_index[:, :, None]
+  same_segment = q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
+  return causal & same_segment & (kv_segment_ids[:, None, :] != 0)
+
+
+def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Array,
+                  kv_index: jax.Array, q_segment_ids: jax.Array,
+                  kv_segment_ids: jax.Array) -> jax.Array:
+  """Reference grouped-query attention in plain jnp (softmax in float32)."""
+  batch, q_len, num_heads, head_dim = q.shape
+  num_kv_heads = k.shape[2]
+  groups = num_heads // num_kv_heads
+  q = q.reshape(batch, q_len, num_kv_heads, groups, head_dim)
+  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
+  scores = scores * (head_dim ** -0.5)
+  mask = attention_mask(q_index, kv_index, q_segment_ids, kv_segment_ids)
+  scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1)
+  # Rows with no visible key (padding queries) get zero output rather than a uniform average.
+  probs = jnp.where(mask.any(-1)[:, None, None, :, None], probs, 0.0)
+  out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(v.dtype), v)
+  return out.reshape(batch, q_len, num_heads, head_dim)
+
+
+ATTENTION_IMPLS: dict[str, AttentionFn] = {"xla": xla_attention}
+
+
+def get_attention(name: str) -> AttentionFn:
+  """Looks up an attention implementation by its config name."""
+  if name not in ATTENTION_IMPLS:
+    raise ValueError(f"unknown attention_impl {name!r}; choose from {sorted(ATTENTION_IMPLS)}")
+  return ATTENTION_IMPLS[name]

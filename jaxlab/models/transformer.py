@@ -1,0 +1,239 @@
+"""LLaMA-style decoder-only LM in Flax linen: RMSNorm, RoPE, SwiGLU, grouped-query attention.
+
+Layers run under `nn.scan` (one compiled layer body, parameters stacked on a `layers` axis) with a
+configurable remat policy. Every parameter and activation carries logical axis names that
+`jaxlab.parallel` maps onto the mesh. The same weights serve training (packed sequences with
+segment ids) and KV-cache decoding (`init_cache` + calls with `cache=`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxlab.models.attention import get_attention
+from jaxlab.models.positional import apply_rope
+
+Cache = dict[str, jax.Array]
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "everything": jax.checkpoint_policies.everything_saveable,
+}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Static model hyper-parameters (hashable, so it can be a jit static argument)."""
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  n_kv_heads: int
+  d_ff: int
+  max_seq_len: int = 2048
+  rope_theta: float = 10000.0
+  norm_eps: float = 1e-5
+  tie_embeddings: bool = False
+  param_dtype: str = "float32"
+  dtype: str = "float32"
+  remat_policy: str = "none"
+  attention_impl: str = "xla"
+  init_std: float = 0.02
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.n_heads
+
+  @classmethod
+  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "TransformerConfig":
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in model_cfg.items() if k in fields})
+
+  def validate(self) -> None:
+    """Raises ValueError (one line) for inconsistent shapes or unknown options."""
+    if self.d_model % self.n_heads:
+      raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+    if self.n_heads % self.n_kv_heads:
+      raise ValueError(f"model.n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"unknown model.remat_policy {self.remat_policy!r}; choose from {sorted(REMAT_POLICIES)}")
+    for name in ("param_dtype", "dtype"):
+      if getattr(self, name) not in DTYPES:
+        raise ValueError(f"unknown model.{name} {getattr(self, name)!r}; choose from {sorted(DTYPES)}")
+    get_attention(self.attention_impl)
+
+
+def _init(cfg: TransformerConfig, names: tuple[str | None, ...]):
+  return nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), names)
+
+
+class RMSNorm(nn.Module):
+  """Root-mean-square norm with a learned per-feature scale; statistics in float32."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                       (x.shape[-1],), DTYPES[self.cfg.param_dtype])
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.cfg.norm_eps)
+    return (normed * scale.astype(jnp.float32)).astype(DTYPES[self.cfg.dtype])
+
+
+class Attention(nn.Module):
+  """Grouped-query self-attention with RoPE; writes into a KV cache when one is given."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x, segment_ids, kv_segment_ids, positions, q_index, cache):
+    cfg = self.cfg
+    dtype, pdtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
+    wq = self.param("wq", _init(cfg, ("embed", "heads", "head_dim")),
+                    (cfg.d_model, cfg.n_heads, cfg.head_dim), pdtype)
+    wk = self.param("wk", _init(cfg, ("embed", "kv_heads", "head_dim")),
+                    (cfg.d_model, cfg.n_kv_heads, cfg.head_dim), pdtype)
+    wv = self.param("wv", _init(cfg, ("embed", "kv_heads", "head_dim")),
+                    (cfg.d_model, cfg.n_kv_heads, cfg.head_dim), pdtype)
+    wo = self.param("wo", _init(cfg, ("heads", "head_dim", "embed")),
+                    (cfg.n_heads, cfg.head_dim, cfg.d_model), pdtype)
+    q = jnp.einsum("btd,dhk->bthk", x, wq.astype(dtype))
+    k = jnp.einsum("btd,dhk->bthk", x, wk.astype(dtype))
+    v = jnp.einsum("btd,dhk->bthk", x, wv.astype(dtype))
+    q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", "act_head_dim"))
+    k = nn.with_logical_constraint(k, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
+    q = apply_rope(q, positions, cfg.rope_theta)
+    k = apply_rope(k, positions, cfg.rope_theta)
+
+    if cache is None:
+      kv_index, new_cache = q_index, None
+    else:
+      start = q_index[0, 0]
+      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, start, 0, 0))
+      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, start, 0, 0))
+      new_cache = {"k": k, "v": v}
+      kv_index = jnp.broadcast_to(jnp.arange(k.shape[1], dtype=jnp.int32), kv_segment_ids.shape)
+      k, v = k.astype(dtype), v.astype(dtype)
+
+    out = get_attention(cfg.attention_impl)(
+        q, k, v, q_index=q_index, kv_index=kv_index, q_segment_ids=segment_ids,
+        kv_segment_ids=kv_segment_ids)
+    out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", "act_head_dim"))
+    return jnp.einsum("bthk,hkd->btd", out, wo.astype(dtype)), new_cache
+
+
+class SwiGLU(nn.Module):
+  """Gated feed-forward block: down(silu(x W_gate) * (x W_up))."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    dtype, pdtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
+    w_gate = self.param("w_gate", _init(cfg, ("embed", "mlp")), (cfg.d_model, cfg.d_ff), pdtype)
+    w_up = self.param("w_up", _init(cfg, ("embed", "mlp")), (cfg.d_model, cfg.d_ff), pdtype)
+    w_down = self.param("w_down", _init(cfg, ("mlp", "embed")), (cfg.d_ff, cfg.d_model), pdtype)
+    gate = jnp.einsum("btd,df->btf", x, w_gate.astype(dtype))
+    up = jnp.einsum("btd,df->btf", x, w_up.astype(dtype))
+    hidden = nn.with_logical_constraint(nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
+    return jnp.einsum("btf,fd->btd", hidden, w_down.astype(dtype))
+
+
+class DecoderLayer(nn.Module):
+  """Pre-norm residual block; the scan carry is the residual stream, the scanned input the cache."""
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, x, layer_cache, segment_ids, kv_segment_ids, positions, q_index):
+    attn_out, new_cache = Attention(self.cfg, name="attention")(
+        RMSNorm(self.cfg, name="attention_norm")(x), segment_ids, kv_segment_ids, positions,
+        q_index, layer_cache)
+    x = x + attn_out
+    x = x + SwiGLU(self.cfg, name="mlp")(RMSNorm(self.cfg, name="mlp_norm")(x))
+    x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+    return x, new_cache
+
+
+class Transformer(nn.Module):
+  """The LM. `__call__(tokens, segment_ids, positions, cache=None) -> (logits, new_cache)`.
+
+  Without a cache the sequence attends causally within segments. With a cache (from
+  `init_cache`) the tokens are written at `cache["index"]` and attend to everything cached.
+  """
+  cfg: TransformerConfig
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, segment_ids: jax.Array | None = None,
+               positions: jax.Array | None = None, cache: Cache | None = None):
+    cfg = self.cfg
+    batch, length = tokens.shape
+    if segment_ids is None:
+      segment_ids = jnp.ones_like(tokens)
+    start = jnp.zeros((), jnp.int32) if cache is None else cache["index"]
+    q_index = jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (batch, length))
+    if positions is None:
+      positions = q_index
+    embedding = self.param("embedding", _init(cfg, ("vocab", "embed")),
+                           (cfg.vocab_size, cfg.d_model), DTYPES[cfg.param_dtype])
+    # The lookup reads a gathered copy of the table: a gather from a table sharded on both
+    # axes has no efficient SPMD partitioning and would be silently replicated anyway.
+    table = nn.with_logical_constraint(embedding, (None, None))
+    x = jnp.take(table, tokens, axis=0).astype(DTYPES[cfg.dtype])
+    x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+
+    layer_cache, kv_segment_ids = None, segment_ids
+    if cache is not None:
+      cache = dict(cache, segment_ids=jax.lax.dynamic_update_slice(
+          cache["segment_ids"], segment_ids.astype(jnp.int32), (0, start)))
+      layer_cache = {"k": cache["k"], "v": cache["v"]}
+      kv_segment_ids = cache["segment_ids"]
+
+    block = DecoderLayer
+    policy = REMAT_POLICIES[cfg.remat_policy]
+    if cfg.remat_policy != "none":
+      block = nn.remat(DecoderLayer, policy=policy, prevent_cse=False)
+    layers = nn.scan(
+        block, variable_axes={"params": 0}, split_rngs={"params": True},
+        in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast), length=cfg.n_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")
+    x, new_layer_cache = layers(x, layer_cache, segment_ids, kv_segment_ids, positions,
+                                q_index)
+    x = RMSNorm(cfg, name="final_norm")(x)
+
+    if cfg.tie_embeddings:
+      head = embedding.T
+    else:
+      head = self.param("lm_head", _init(cfg, ("embed", "vocab")),
+                        (cfg.d_model, cfg.vocab_size), DTYPES[cfg.param_dtype])
+    logits = jnp.einsum("btd,dv->btv", x, head.astype(DTYPES[cfg.dtype]))
+    logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+    if cache is None:
+      return logits, None
+    return logits, dict(new_layer_cache, segment_ids=cache["segment_ids"],
+                        index=start + length)
+
+
+def init_cache(cfg: TransformerConfig, batch: int, max_length: int,
+               dtype: Any = None) -> Cache:
+  """An empty KV cache: k/v [layers, batch, slots, kv_heads, head_dim], slot segment ids, index."""
+  dtype = dtype or DTYPES[cfg.dtype]
+  shape = (cfg.n_layers, batch, max_length, cfg.n_kv_heads, cfg.head_dim)
+  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
+          "segment_ids": jnp.zeros((batch, max_length), jnp.int32),
+          "index": jnp.zeros((), jnp.int32)}
+
+
+def count_params(params: Any) -> int:
+  """Total number of parameters in a (possibly abstract) parameter pytree."""
+  return sum(int(x.size) for x in jax.tree.leaves(params))

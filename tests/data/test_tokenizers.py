@@ -1,0 +1,65 @@
+"""Tokenizer round trips and config errors."""
+
+import pickle
+
+import ml_collections
+import pytest
+
+from jaxlab.data.tokenizers import ByteTokenizer, HFTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
+
+from .helpers import corpus
+
+TEXT = "Vinu sabuka lezu. Pigeba bari ke cuti."
+
+
+def test_byte_tokenizer_round_trips_unicode_and_skips_specials():
+  tokenizer = ByteTokenizer()
+  text = "héllo, wörld ✓"
+  ids = tokenizer.encode(text)
+  assert isinstance(tokenizer, Tokenizer)
+  assert (tokenizer.vocab_size, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) == (259, 0, 1, 2)
+  assert ids[:2] == [ord("h") + 3, 0xC3 + 3]
+  assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, 0, 0]) == text
+
+
+def test_byte_tokenizer_replaces_invalid_utf8():
+  assert ByteTokenizer().decode([0xFF + 3, ord("a") + 3]) == "\ufffda"
+
+
+def test_sentencepiece_round_trip(sentencepiece_model):
+  tokenizer = build_tokenizer(ml_collections.ConfigDict({"kind": "sentencepiece", "path": sentencepiece_model}))
+  assert isinstance(tokenizer, SentencePieceTokenizer)
+  ids = tokenizer.encode(TEXT)
+  assert tokenizer.bos_id not in ids and tokenizer.eos_id not in ids
+  assert max(ids) < tokenizer.vocab_size == 200
+  assert len({tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id}) == 3
+  assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, tokenizer.pad_id]) == TEXT
+  assert pickle.loads(pickle.dumps(tokenizer)).encode(TEXT) == ids
+
+
+def test_hf_round_trip_finds_special_tokens(hf_tokenizer_json):
+  tokenizer = build_tokenizer(ml_collections.ConfigDict({"kind": "hf", "path": hf_tokenizer_json}))
+  assert isinstance(tokenizer, HFTokenizer)
+  assert (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) == (0, 1, 2)
+  for text in corpus(5) + ["héllo ✓"]:
+    ids = tokenizer.encode(text)
+    assert tokenizer.bos_id not in ids and tokenizer.eos_id not in ids
+    assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, tokenizer.pad_id]) == text
+  assert pickle.loads(pickle.dumps(tokenizer)).encode(TEXT) == tokenizer.encode(TEXT)
+
+
+def test_hf_special_tokens_from_config(hf_tokenizer_json):
+  tokenizer = build_tokenizer(ml_collections.ConfigDict(
+      {"kind": "hf", "path": hf_tokenizer_json, "bos_token": "</s>", "eos_token": "<s>", "pad_token": "<unk>"}))
+  assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) == (2, 1, 3)
+  with pytest.raises(ValueError, match="no BOS token"):
+    HFTokenizer(hf_tokenizer_json, bos_token="<missing>")
+
+
+def test_build_tokenizer_rejects_bad_kind_and_missing_file(tmp_path):
+  with pytest.raises(ValueError, match="unknown tokenizer kind 'gpt'"):
+    build_tokenizer(ml_collections.ConfigDict({"kind": "gpt", "path": ""}))
+  missing = str(tmp_path / "nope.model")
+  for kind in ("sentencepiece", "hf"):
+    with pytest.raises(ValueError, match="file not found.*nope.model"):
+      build_tokenizer(ml_collections.ConfigDict({"kind": kind, "path": missing}))
