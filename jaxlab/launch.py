@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
     config = load_config(FLAGS.config)
     apply_overrides(config, _overrides)
     module = experiment_module(config.experiment)
-    module.validate(config)
+    module.validate(config, dry_run=FLAGS.dry_run)
   except (ConfigError, FileNotFoundError) as e:
     fail(str(e))
   workdir = FLAGS.workdir

@@ -76,29 +76,52 @@ def _draw(logits: jax.Array, rng: jax.Array, temperature: jax.Array,
   return jax.lax.cond(temperature > 0.0, stochastic, greedy, logits).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "eos_id", "pad_id"))
 def sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
            prompt_mask: jax.Array, rng: jax.Array, *, max_new_tokens: int,
            temperature: float | jax.Array = 1.0, top_p: float | jax.Array = 1.0,
            eos_id: int | None = None, pad_id: int = 0) -> SampleOutput:
   """Samples up to `max_new_tokens` continuations of left-padded prompts (see `left_pad`).
 
-  Static: cfg, max_new_tokens, eos_id, pad_id (and the prompt shape). Traced: params, prompts,
-  rng, temperature (0 = greedy) and top_p. `logprobs` are under the untempered, unfiltered model
-  distribution (what PPO's ratio needs), whatever temperature/top_p drew the token.
+  `temperature` and `top_p` are scalars; `temperature` 0 is greedy. `logprobs` are under the
+  untempered, unfiltered model distribution (what PPO's ratio needs), whatever temperature/top_p
+  drew the token. Compiles once per
+  (cfg, prompt shape, max_new_tokens, eos_id, pad_id); temperature and top_p are always passed
+  as float32 arrays, so any value, however given, reuses that compilation.
   """
+  return _sample(params, cfg, prompt_tokens, prompt_mask, rng,
+                 jnp.asarray(temperature, jnp.float32), jnp.asarray(top_p, jnp.float32),
+                 max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "eos_id", "pad_id"))
+def _sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
+            prompt_mask: jax.Array, rng: jax.Array, temperature: jax.Array, top_p: jax.Array, *,
+            max_new_tokens: int, eos_id: int | None, pad_id: int) -> SampleOutput:
+  """`sample`. All prompt tokens but the last are prefilled in one call whose logits are unused
+  (so XLA never materializes [B, P, vocab] logits); each `while_loop` step then feeds one token
+  (first the last prompt token) and draws the next from its logits."""
   if max_new_tokens < 1:
     raise ValueError(f"sample: max_new_tokens must be >= 1, got {max_new_tokens}")
   batch, prompt_len = prompt_tokens.shape
   model = Transformer(cfg)
-  temperature = jnp.asarray(temperature, jnp.float32)
-  top_p = jnp.asarray(top_p, jnp.float32)
+  prompt_tokens = prompt_tokens.astype(jnp.int32)
   mask = prompt_mask.astype(jnp.int32)
-  first_position = jnp.sum(mask, axis=1)  # RoPE position of each row's first generated token
+  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
 
-  def emit(step, logits, tokens, logprobs, lengths, done):
-    """Draws token `step` from the last position's logits and records it (pad once done)."""
-    logits = logits[:, -1].astype(jnp.float32)
+  cache = init_cache(cfg, batch, prompt_len + max_new_tokens - 1)
+  if prompt_len > 1:  # the model cannot take a zero-length call
+    _, cache = model.apply({"params": params}, prompt_tokens[:, :-1], mask[:, :-1],
+                           positions[:, :-1], cache=cache)
+
+  def cond(carry):
+    step, _, _, _, _, done, _ = carry
+    return (step < max_new_tokens) & ~jnp.all(done)
+
+  def body(carry):
+    step, last, tokens, logprobs, lengths, done, cache = carry
+    logits, cache = model.apply({"params": params}, last[:, None], jnp.ones((batch, 1), jnp.int32),
+                                (positions[:, -1] + step)[:, None], cache=cache)
+    logits = logits[:, 0].astype(jnp.float32)
     token = _draw(logits, jax.random.fold_in(rng, step), temperature, top_p)
     logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], axis=-1)[:, 0]
     token = jnp.where(done, pad_id, token)
@@ -108,29 +131,13 @@ def sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
     lengths = lengths + (~done).astype(jnp.int32)
     if eos_id is not None:
       done = done | (token == eos_id)
-    return step + 1, tokens, logprobs, lengths, done
+    return step + 1, token, tokens, logprobs, lengths, done, cache
 
-  cache = init_cache(cfg, batch, prompt_len + max_new_tokens)
-  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-  logits, cache = model.apply({"params": params}, prompt_tokens.astype(jnp.int32), mask,
-                              positions, cache=cache)
-  state = emit(jnp.zeros((), jnp.int32), logits,
-               jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
-               jnp.zeros((batch, max_new_tokens), jnp.float32),
-               jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), bool))
-
-  def cond(carry):
-    (step, _, _, _, done), _ = carry
-    return (step < max_new_tokens) & ~jnp.all(done)
-
-  def body(carry):
-    (step, tokens, logprobs, lengths, done), cache = carry
-    previous = jax.lax.dynamic_slice_in_dim(tokens, step - 1, 1, axis=1)
-    logits, cache = model.apply({"params": params}, previous, jnp.ones_like(previous),
-                                (first_position + step - 1)[:, None], cache=cache)
-    return emit(step, logits, tokens, logprobs, lengths, done), cache
-
-  (_, tokens, logprobs, lengths, _), _ = jax.lax.while_loop(cond, body, (state, cache))
+  init = (jnp.zeros((), jnp.int32), prompt_tokens[:, -1],
+          jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
+          jnp.zeros((batch, max_new_tokens), jnp.float32), jnp.zeros((batch,), jnp.int32),
+          jnp.zeros((batch,), bool), cache)
+  _, _, tokens, logprobs, lengths, _, _ = jax.lax.while_loop(cond, body, init)
   return SampleOutput(tokens=tokens, lengths=lengths, logprobs=logprobs)
 
 

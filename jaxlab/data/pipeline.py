@@ -89,7 +89,8 @@ def build_lm_iterator(data_cfg: ml_collections.ConfigDict, *, seq_len: int, glob
   Hosts read disjoint document shards; `seed` fixes shuffling and row order.
   """
   if global_batch <= 0 or global_batch % process_count:
-    raise ValueError(f"global_batch {global_batch} is not a positive multiple of process_count {process_count}")
+    raise ValueError(
+        f"global_batch {global_batch} is not a positive multiple of process_count {process_count}")
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
   if seq_len <= 0 or seed < 0:

@@ -7,6 +7,7 @@ which is what grain needs for global shuffling and per-host sharding.
 
 from __future__ import annotations
 
+import abc
 import glob
 import json
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ class _LineIndex:
       return f.read(int(self._ends[index] - self._starts[index]))
 
 
-class _MultiFileSource:
+class _MultiFileSource(abc.ABC):
   """Concatenates per-file random-access readers into one global index."""
 
   def __init__(self, paths: Sequence[str], files: Sequence[Sequence[bytes]]):
@@ -82,8 +83,9 @@ class _MultiFileSource:
     local_index = index - (int(self._ends[file_index - 1]) if file_index else 0)
     return self._document(self._paths[file_index], self._files[file_index], local_index)
 
+  @abc.abstractmethod
   def _document(self, path: str, file, local_index: int) -> str:
-    raise NotImplementedError
+    """Text of record `local_index` of `file` (read from `path`)."""
 
 
 class TextSource(_MultiFileSource):

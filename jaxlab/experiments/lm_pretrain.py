@@ -12,13 +12,16 @@ from jaxlab.config import ConfigError
 from jaxlab.data.tokenizers import build_tokenizer
 from jaxlab.models.transformer import TransformerConfig
 from jaxlab.parallel.mesh import mesh_shape
-from jaxlab.parallel.topology import parse_topology
+from jaxlab.parallel.topology import parse_topology, topology_devices
 from jaxlab.train.dry_run import dry_run_lm
 from jaxlab.train.loop import train_lm
+from jaxlab.train.setup import build_setup
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks the config cheaply, before anything is written; raises ConfigError (one line)."""
+def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
+  """Checks the config cheaply, before anything is written; raises ConfigError (one line).
+
+  A dry run reads no data, so its data settings are not checked."""
   try:
     TransformerConfig.from_config(config.model).validate()
     num_devices = (parse_topology(config.topology).num_chips if config.topology
@@ -37,7 +40,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if train.seq_len > config.model.max_seq_len:
     raise ConfigError(f"train.seq_len={train.seq_len} exceeds model.max_seq_len="
                       f"{config.model.max_seq_len}")
-  _validate_data(config)
+  if not dry_run:
+    _validate_data(config)
+  try:
+    build_setup(config, topology_devices(config.topology) if config.topology else None)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _validate_data(config: ml_collections.ConfigDict) -> None:

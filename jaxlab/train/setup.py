@@ -98,6 +98,7 @@ def build_setup(config: ml_collections.ConfigDict,
     return model.init(rng, jnp.zeros((1, seq_len), jnp.int32))["params"]
 
   abstract_params, params_sharding = state_lib.param_shardings(init_params, mesh, rules)
+  state_lib.check_divisible(abstract_params, params_sharding)
   abstract_state, state_sharding = state_lib.state_shardings(abstract_params, params_sharding,
                                                              tx, mesh)
   batch_sharding = nn.logical_to_mesh_sharding(jax.sharding.PartitionSpec(*BATCH_AXES), mesh,

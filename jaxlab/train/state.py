@@ -35,6 +35,22 @@ def param_shardings(init_params: Callable[[jax.Array], PyTree], mesh: jax.shardi
   return nn.unbox(boxed), shardings
 
 
+def check_divisible(abstract: PyTree, shardings: PyTree) -> None:
+  """Raises ValueError naming the first array whose sharded dimension the mesh does not divide."""
+  for (path, leaf), sharding in zip(jax.tree_util.tree_leaves_with_path(abstract),
+                                    jax.tree.leaves(shardings)):
+    mesh_sizes = dict(zip(sharding.mesh.axis_names, sharding.mesh.devices.shape))
+    for dim, axes in zip(leaf.shape, sharding.spec):
+      axes = (axes,) if isinstance(axes, str) else (axes or ())
+      ways = 1
+      for axis in axes:
+        ways *= mesh_sizes[axis]
+      if dim % ways:
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        raise ValueError(f"parameter {name} {tuple(leaf.shape)}: dimension {dim} is not divisible "
+                         f"by mesh axes {axes} of size {ways}")
+
+
 def state_shardings(abstract_params: PyTree, params_sharding: PyTree,
                     tx: optax.GradientTransformation,
                     mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:

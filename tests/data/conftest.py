@@ -11,20 +11,19 @@ from .helpers import corpus
 def sentencepiece_model(tmp_path_factory) -> str:
   import sentencepiece  # pylint: disable=g-import-not-at-top
 
-  prefix = tmp_path_factory.mktemp("spm") / "tiny"
   model = io.BytesIO()
   sentencepiece.SentencePieceTrainer.train(
       sentence_iterator=iter(corpus(300)), model_writer=model, vocab_size=200,
       model_type="bpe", character_coverage=1.0, pad_id=3, minloglevel=2)
-  path = f"{prefix}.model"
-  with open(path, "wb") as f:
-    f.write(model.getvalue())
-  return path
+  path = tmp_path_factory.mktemp("spm") / "tiny.model"
+  path.write_bytes(model.getvalue())
+  return str(path)
 
 
 @pytest.fixture(scope="session")
 def hf_tokenizer_json(tmp_path_factory) -> str:
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
   tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
   tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

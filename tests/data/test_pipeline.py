@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 
 from jaxlab.data.pipeline import build_lm_iterator, default_data_config
-from jaxlab.data.tokenizers import ByteTokenizer
+from jaxlab.data.tokenizers import ByteTokenizer, build_tokenizer
 
 from .helpers import data_config, documents_in, numbered_docs, write_jsonl
 
 SEQ_LEN = 16  # One numbered document per packed row.
 PACKING_ROWS = 64  # Rows packed (and shuffled) together: a train epoch of 64 documents is one group.
+
+
+def texts(batches) -> list[str]:
+  """Documents of byte-tokenized batches, in row order."""
+  return [doc for batch in batches for doc in documents_in(batch, ByteTokenizer())]
 
 
 def take(iterator, count: int) -> list[dict[str, np.ndarray]]:
@@ -27,9 +32,9 @@ def assert_batches_equal(left, right):
       assert a[name].dtype == b[name].dtype
 
 
-def synthetic_iterator(seed=0, split="train", **kwargs):
+def synthetic_iterator(seed: int = 0):
   cfg = data_config(synthetic_num_docs=400)
-  return build_lm_iterator(cfg, seq_len=64, global_batch=4, split=split, seed=seed, **kwargs)
+  return build_lm_iterator(cfg, seq_len=64, global_batch=4, split="train", seed=seed)
 
 
 @pytest.fixture
@@ -39,13 +44,15 @@ def numbered_files(tmp_path):
   write_jsonl(tmp_path / "train-0.jsonl", train[0])
   write_jsonl(tmp_path / "train-1.jsonl", train[1])
   write_jsonl(tmp_path / "eval.jsonl", numbered_docs(8, start=100))
-  return data_config(kind="jsonl", train_files=f"{tmp_path}/train-*.jsonl", eval_files=f"{tmp_path}/eval.jsonl")
+  return data_config(kind="jsonl", train_files=f"{tmp_path}/train-*.jsonl",
+                     eval_files=f"{tmp_path}/eval.jsonl")
 
 
 def test_default_config_fields():
   cfg = default_data_config()
   assert cfg.kind == "synthetic" and cfg.tokenizer.kind == "byte" and cfg.eval_fraction == 0.05
-  assert (cfg.train_files, cfg.eval_files, cfg.text_field, cfg.shuffle, cfg.worker_count) == ("", "", "text", True, 0)
+  assert (cfg.train_files, cfg.eval_files, cfg.text_field) == ("", "", "text")
+  assert (cfg.shuffle, cfg.worker_count, cfg.eval_batches) == (True, 0, 0)
 
 
 def test_batch_shapes_and_dtypes():
@@ -58,9 +65,10 @@ def test_batch_shapes_and_dtypes():
 
 
 def test_same_seed_same_batches_other_seed_differs():
-  assert_batches_equal(take(synthetic_iterator(seed=3), 5), take(synthetic_iterator(seed=3), 5))
+  batches = take(synthetic_iterator(seed=3), 5)
+  assert_batches_equal(take(synthetic_iterator(seed=3), 5), batches)
   other = take(synthetic_iterator(seed=4), 5)
-  assert not all(np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(take(synthetic_iterator(seed=3), 5), other))
+  assert not all(np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(batches, other))
 
 
 def test_state_restore_resumes_bitwise():
@@ -89,7 +97,7 @@ def test_state_restore_with_worker_processes():
 
 def test_train_repeats_epochs_with_a_new_order_each_epoch(numbered_files):
   iterator = build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=4, split="train", seed=0)
-  epochs = [[doc for batch in take(iterator, 16) for doc in documents_in(batch, ByteTokenizer())] for _ in range(3)]
+  epochs = [texts(take(iterator, 16)) for _ in range(3)]
   for epoch in epochs:
     assert sorted(epoch) == numbered_docs(PACKING_ROWS)
   assert len({tuple(epoch) for epoch in epochs}) == 3
@@ -102,7 +110,7 @@ def test_hosts_read_disjoint_shards(numbered_files):
                                  process_index=process_index, process_count=2)
     batches = take(iterator, PACKING_ROWS // 2)  # Two epochs of this host's 32 documents, 2 per batch.
     assert all(batch["inputs"].shape == (2, SEQ_LEN) for batch in batches)
-    seen.append({doc for batch in batches for doc in documents_in(batch, ByteTokenizer())})
+    seen.append(set(texts(batches)))
   assert len(seen[0]) == len(seen[1]) == 32
   assert not seen[0] & seen[1]
   assert sorted(seen[0] | seen[1]) == numbered_docs(64)
@@ -111,7 +119,7 @@ def test_hosts_read_disjoint_shards(numbered_files):
 def test_eval_files_one_pass_padded_then_stops(numbered_files):
   batches = list(build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=3, split="eval", seed=0))
   assert len(batches) == 3  # 8 documents, 3 rows per batch: the last batch has one padding row.
-  assert [doc for batch in batches for doc in documents_in(batch, ByteTokenizer())] == numbered_docs(8, start=100)
+  assert texts(batches) == numbered_docs(8, start=100)
   last = batches[-1]
   assert last["inputs"].shape == (3, SEQ_LEN)
   assert not last["segment_ids"][2].any() and not last["loss_weights"][2].any()
@@ -130,9 +138,9 @@ def test_holdout_eval_is_disjoint_from_train(tmp_path):
   write_jsonl(tmp_path / "all.jsonl", numbered_docs(40))
   cfg = data_config(kind="jsonl", train_files=str(tmp_path / "all.jsonl"), eval_fraction=0.25)
   train = build_lm_iterator(cfg, seq_len=SEQ_LEN, global_batch=2, split="train", seed=0)
-  train_docs = {doc for batch in take(train, PACKING_ROWS // 2) for doc in documents_in(batch, ByteTokenizer())}
-  eval_docs = [doc for batch in build_lm_iterator(cfg, seq_len=SEQ_LEN, global_batch=2, split="eval", seed=1)
-               for doc in documents_in(batch, ByteTokenizer())]
+  # 64 rows: two epochs and more of the 30 train documents.
+  train_docs = set(texts(take(train, PACKING_ROWS // 2)))
+  eval_docs = texts(build_lm_iterator(cfg, seq_len=SEQ_LEN, global_batch=2, split="eval", seed=1))
   assert len(train_docs) == 30 and len(eval_docs) == 10
   assert not train_docs & set(eval_docs)
   assert sorted(train_docs | set(eval_docs)) == numbered_docs(40)
@@ -145,7 +153,6 @@ def test_hf_tokenizer_pipeline_round_trips_documents(tmp_path, hf_tokenizer_json
                     eval_files=str(tmp_path / "docs.jsonl"))
   cfg.tokenizer.kind, cfg.tokenizer.path = "hf", hf_tokenizer_json
   batches = list(build_lm_iterator(cfg, seq_len=32, global_batch=2, split="eval", seed=0))
-  from jaxlab.data.tokenizers import build_tokenizer  # pylint: disable=g-import-not-at-top
   tokenizer = build_tokenizer(cfg.tokenizer)
   assert sorted(doc for batch in batches for doc in documents_in(batch, tokenizer)) == sorted(docs)
 

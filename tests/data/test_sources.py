@@ -24,8 +24,11 @@ def test_jsonl_reads_comma_separated_globs_in_order_skipping_blank_lines(tmp_pat
     source[5]
 
 
-@pytest.mark.parametrize("bad_line, problem", [('{"text": ', "malformed JSON"), ('{"body": "x"}', "no string field 'text'"),
-                                               ('["text"]', "no string field 'text'")])
+@pytest.mark.parametrize("bad_line, problem", [
+    ('{"text": ', "malformed JSON"),
+    ('{"body": "x"}', "no string field 'text'"),
+    ('["text"]', "no string field 'text'"),
+])
 def test_jsonl_bad_row_names_file_and_line(tmp_path, bad_line, problem):
   path = tmp_path / "bad.jsonl"
   path.write_text('{"text": "ok"}\n\n' + bad_line + "\n")
@@ -44,7 +47,8 @@ def test_text_source_one_document_per_non_blank_line(tmp_path):
 def test_array_record_plain_and_json_records(tmp_path):
   path = str(tmp_path / "docs.array_record")
   writer = ArrayRecordWriter(path, "group_size:1")
-  for record in ["plain text", json.dumps({"text": "from json"}), "{not json}", json.dumps({"title": "no text"})]:
+  records = ["plain text", json.dumps({"text": "from json"}), "{not json}", json.dumps({"title": "no text"})]
+  for record in records:
     writer.write(record.encode("utf-8"))
   writer.close()
   source = ArrayRecordSource(path)

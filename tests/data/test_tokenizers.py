@@ -5,7 +5,8 @@ import pickle
 import ml_collections
 import pytest
 
-from jaxlab.data.tokenizers import ByteTokenizer, HFTokenizer, SentencePieceTokenizer, Tokenizer, build_tokenizer
+from jaxlab.data.tokenizers import (ByteTokenizer, HFTokenizer, SentencePieceTokenizer, Tokenizer,
+                                    build_tokenizer)
 
 from .helpers import corpus
 
@@ -27,7 +28,8 @@ def test_byte_tokenizer_replaces_invalid_utf8():
 
 
 def test_sentencepiece_round_trip(sentencepiece_model):
-  tokenizer = build_tokenizer(ml_collections.ConfigDict({"kind": "sentencepiece", "path": sentencepiece_model}))
+  cfg = ml_collections.ConfigDict({"kind": "sentencepiece", "path": sentencepiece_model})
+  tokenizer = build_tokenizer(cfg)
   assert isinstance(tokenizer, SentencePieceTokenizer)
   ids = tokenizer.encode(TEXT)
   assert tokenizer.bos_id not in ids and tokenizer.eos_id not in ids
@@ -49,8 +51,9 @@ def test_hf_round_trip_finds_special_tokens(hf_tokenizer_json):
 
 
 def test_hf_special_tokens_from_config(hf_tokenizer_json):
-  tokenizer = build_tokenizer(ml_collections.ConfigDict(
-      {"kind": "hf", "path": hf_tokenizer_json, "bos_token": "</s>", "eos_token": "<s>", "pad_token": "<unk>"}))
+  cfg = ml_collections.ConfigDict({"kind": "hf", "path": hf_tokenizer_json, "bos_token": "</s>",
+                                   "eos_token": "<s>", "pad_token": "<unk>"})
+  tokenizer = build_tokenizer(cfg)
   assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) == (2, 1, 3)
   with pytest.raises(ValueError, match="no BOS token"):
     HFTokenizer(hf_tokenizer_json, bos_token="<missing>")
