@@ -1,6 +1,6 @@
 """orbax checkpoints of the train state plus the data iterator position.
 
-Saves are asynchronous every `checkpoint.every` steps, the last `checkpoint.keep` are kept, and a
+Saves are asynchronous (the loop saves every `checkpoint.every` steps and at the end), the last `checkpoint.keep` are kept, and a
 run restores the latest one from its workdir automatically. Restoring takes the abstract state
 *with the current run's shardings*, so a checkpoint written on one mesh loads onto another.
 
@@ -25,8 +25,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, ckpt_cfg: ml_collections.ConfigDict):
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=int(ckpt_cfg.keep), save_interval_steps=int(ckpt_cfg.every),
-        enable_async_checkpointing=bool(ckpt_cfg.use_async))
+        max_to_keep=int(ckpt_cfg.keep), enable_async_checkpointing=bool(ckpt_cfg.use_async))
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "data"))
@@ -34,12 +33,11 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: TrainState, data_state: dict[str, Any],
-           force: bool = False) -> bool:
-    """Starts a save (async) if the interval says so or `force`; returns whether it saved."""
-    return self._manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                      data=ocp.args.JsonSave(data_state)), force=force)
+  def save(self, step: int, state: TrainState, data_state: dict[str, Any]) -> None:
+    """Starts an asynchronous save of `state` and the data position; the caller picks the steps."""
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     data=ocp.args.JsonSave(data_state)),
+                       force=True)
 
   def restore(self, abstract_state: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
     """Restores (state, data_state) onto the shardings carried by `abstract_state`."""

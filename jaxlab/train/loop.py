@@ -92,7 +92,6 @@ def train_lm(config: ml_collections.ConfigDict, workdir: str,
   last: dict[str, Any] = {}
   last_time, last_step = time.perf_counter(), start_step
   started = time.perf_counter()
-  saved_step = start_step
   preempted = False
   with PreemptionGuard() as guard, setup.context():
     for step in range(start_step, total_steps):
@@ -120,13 +119,11 @@ def train_lm(config: ml_collections.ConfigDict, workdir: str,
         writer.write(done, {"eval_loss": last["eval_loss"]})
         progress.update(done, {"eval_loss": last["eval_loss"]})
         last_time = time.perf_counter()  # eval time is not step time
-      if checkpointer.save(done, state, data_iter.get_state(), force=is_last):
-        saved_step = done
+      if done % int(config.checkpoint.every) == 0 or is_last:
+        checkpointer.save(done, state, data_iter.get_state())
       if guard.requested:
         preempted = True
         break
-  if saved_step != int(state.step):
-    checkpointer.save(int(state.step), state, data_iter.get_state(), force=True)
   checkpointer.close()
   data_iter.close()
   progress.close()
