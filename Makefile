@@ -9,10 +9,10 @@ WORKDIR ?= workdirs/demo
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,tpu]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,tpu]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,15 +17,19 @@ import sys
 from types import ModuleType
 
 import jaxlab  # noqa: F401  (selects the JAX platform before jax is imported)
+import jax
 from absl import app, flags, logging
 
 from jaxlab import experiments
 from jaxlab.config import ConfigError, apply_overrides, load_config
+from jaxlab.parallel import distributed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Config file, path.py[:arg].")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summaries.")
 flags.DEFINE_bool("dry_run", False, "Compile abstractly and write dry_run.json; train nothing.")
+flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                  "Initialize multi-host JAX: auto = when the environment shows several processes.")
 
 OVERRIDE_PREFIX = "--config."
 _overrides: list[tuple[str, str]] = []
@@ -80,6 +84,10 @@ def main(argv: list[str]) -> None:
   del argv
   configure_logging()
   try:
+    distributed.initialize(FLAGS.distributed)
+  except RuntimeError as e:
+    fail(str(e))
+  try:
     config = load_config(FLAGS.config)
     apply_overrides(config, _overrides)
     module = experiment_module(config.experiment)
@@ -88,8 +96,9 @@ def main(argv: list[str]) -> None:
     fail(str(e))
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   std_logging.getLogger("jaxlab").info("experiment %s in %s", config.experiment, workdir)
   result = module.dry_run(config, workdir) if FLAGS.dry_run else module.run(config, workdir)
   print(json.dumps(result, indent=2, default=str))
