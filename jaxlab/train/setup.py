@@ -90,7 +90,9 @@ def build_setup(config: ml_collections.ConfigDict,
   model_cfg.validate()
   model = Transformer(model_cfg)
   mesh = build_mesh(config.mesh, devices)
-  rules = tuple(tuple(rule) for rule in config.logical_axis_rules)
+  # Rules may come back from JSON as nested lists; flax wants (name, axis | tuple of axes).
+  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
+                for name, axes in config.logical_axis_rules)
   tx, schedule = build_optimizer(config.optimizer, int(config.train.steps))
   seq_len = int(config.train.seq_len)
 

@@ -1,0 +1,1 @@
+"""SMI: predicting closed-book QA accuracy of facts from pretraining-corpus statistics."""
