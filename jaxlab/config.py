@@ -131,3 +131,10 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
   else:
     raise ConfigError(f"config key {key!r} has unsupported type {expected.__name__}")
   raise ConfigError(f"config key {key!r} expects {expected.__name__}, got {raw!r}")
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Records the resolved config as `workdir/config.json` (what evaluation tools reload)."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))

@@ -21,7 +21,7 @@ import jax
 from absl import app, flags, logging
 
 from jaxlab import experiments
-from jaxlab.config import ConfigError, apply_overrides, load_config
+from jaxlab.config import ConfigError, apply_overrides, load_config, write_config
 from jaxlab.parallel import distributed
 
 FLAGS = flags.FLAGS
@@ -97,8 +97,7 @@ def main(argv: list[str]) -> None:
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    write_config(config, workdir)
   std_logging.getLogger("jaxlab").info("experiment %s in %s", config.experiment, workdir)
   result = module.dry_run(config, workdir) if FLAGS.dry_run else module.run(config, workdir)
   print(json.dumps(result, indent=2, default=str))

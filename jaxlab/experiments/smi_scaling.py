@@ -96,9 +96,6 @@ def _size_result(config, size: str, workdir: str, data_dir: str, counts_path: st
     with open(result_path) as f:
       return json.load(f)
   run_config = size_config(config, size, data_dir)
-  os.makedirs(run_dir, exist_ok=True)
-  with open(os.path.join(run_dir, "config.json"), "w") as f:
-    f.write(run_config.to_json_best_effort(indent=2))
   _stage(f"size {size}: pretraining {dict(config.sizes[size])}")
   summary = train_lm(run_config, run_dir)
   _stage(f"size {size}: closed-book QA")

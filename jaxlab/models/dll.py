@@ -92,7 +92,8 @@ class Conv2D:
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _clip(x: jax.Array, bound: float) -> jax.Array:
+def clip_values(x: jax.Array, bound: float) -> jax.Array:
+  """x clipped to [-bound, bound]; bound = inf leaves x as it is."""
   return x if math.isinf(bound) else jnp.clip(x, -bound, bound)
 
 
@@ -104,11 +105,14 @@ def _dll_layer(linear: LinearMap, u: jax.Array, w: jax.Array, theta: jax.Array,
 
 
 def _dll_layer_fwd(linear, u, w, theta, options):
-  return _dll_layer(linear, u, w, theta, options), (u, w, theta)
+  if options.form == "inner":
+    pre_activation = linear(u, w)
+    return activate(pre_activation, options.activation), (u, pre_activation, theta)
+  return linear(activate(u, options.activation), w), (u, None, theta)
 
 
 def _dll_layer_bwd(linear, options, residuals, g):
-  u, w, theta = residuals
+  u, pre_activation, theta = residuals
   f = options.activation
   xi_out = -g
 
@@ -119,20 +123,20 @@ def _dll_layer_bwd(linear, options, residuals, g):
     return jax.linear_transpose(lambda x: linear(x, theta), u)(cotangent)[0]
 
   if options.form == "inner":
-    delta = xi_out * activation_derivative(linear(u, w), f)
+    delta = xi_out * activation_derivative(pre_activation, f)
     presynaptic = u
-    xi_in = _clip(input_transpose(delta), options.clip)
+    xi_in = clip_values(input_transpose(delta), options.clip)
     theta_presynaptic = xi_in
   else:
     delta = xi_out
     presynaptic = activate(u, f)
-    xi_in = _clip(input_transpose(delta) * activation_derivative(u, f), options.clip)
+    xi_in = clip_values(input_transpose(delta) * activation_derivative(u, f), options.clip)
     theta_presynaptic = xi_in * activation_derivative(u, f)
-  d_w = _clip(options.scale * kernel_transpose(presynaptic, delta), options.clip)
+  d_w = clip_values(options.scale * kernel_transpose(presynaptic, delta), options.clip)
   if options.freeze_theta or options.is_first:
     d_theta = jnp.zeros_like(theta)
   else:
-    d_theta = options.theta_sign * _clip(
+    d_theta = options.theta_sign * clip_values(
         options.scale * kernel_transpose(theta_presynaptic, delta), options.clip)
   if options.is_first:
     xi_in = jnp.zeros_like(u)
@@ -152,3 +156,48 @@ def dll_conv(u: jax.Array, w: jax.Array, theta: jax.Array, options: DLLOptions,
   """Conv DLL layer, u NHWC, W and Theta HWIO; the error goes down through Theta's transposed
   convolution."""
   return _dll_layer(conv, u, w, theta, options)
+
+
+METHODS = ("bp", "fa", "dll", "dll_fa")
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningRule:
+  """How a whole network learns: backprop, feedback alignment, DLL, or DLL with Theta frozen.
+
+  FA is the DLL machinery with a fixed random feedback matrix (Theta, never updated), no scaling
+  and no clipping: the weight update is then backprop's gradient with B = Theta in place of W.
+  """
+  method: str = "dll"
+  form: str = "inner"
+  theta_sign: float = 1.0
+  clip: float = 50.0
+  scale: float = 2.0
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+    DLLOptions(self.form, theta_sign=self.theta_sign)  # checks form and sign
+
+  @property
+  def learns_theta(self) -> bool:
+    return self.method == "dll"
+
+  def options(self, activation: str, is_first: bool) -> DLLOptions | None:
+    """The layer's DLL options, or None for plain autodiff (backprop)."""
+    if self.method == "bp":
+      return None
+    if self.method == "fa":
+      return DLLOptions(self.form, activation, freeze_theta=True, is_first=is_first,
+                        clip=math.inf, scale=1.0)
+    return DLLOptions(self.form, activation, self.theta_sign, freeze_theta=not self.learns_theta,
+                      is_first=is_first, clip=self.clip, scale=self.scale)
+
+
+def layer(rule: LearningRule, params: dict[str, jax.Array], u: jax.Array, activation: str,
+          is_first: bool, linear: LinearMap = matmul) -> jax.Array:
+  """One dense (or, with `linear=Conv2D(...)`, conv) layer {"w", "theta"} learning by `rule`."""
+  options = rule.options(activation, is_first)
+  if options is None:
+    return forward(linear, u, params["w"], rule.form, activation)
+  return _dll_layer(linear, u, params["w"], params["theta"], options)

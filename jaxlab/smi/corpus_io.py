@@ -8,7 +8,6 @@ Files are read as bytes through `opener`, so a distributed runner can pass its o
 from __future__ import annotations
 
 import json
-import os
 from typing import BinaryIO, Callable, Iterator
 
 Opener = Callable[[str], BinaryIO]
@@ -44,7 +43,7 @@ def _lines(path: str, f: BinaryIO) -> Iterator[tuple[int, str]]:
 def _jsonl_documents(path: str, f: BinaryIO) -> Iterator[str]:
   for lineno, line in _lines(path, f):
     if not line.strip():
-      continue
+      continue  # blank lines between JSON rows are not documents
     try:
       row = json.loads(line)
     except json.JSONDecodeError as e:
@@ -84,11 +83,3 @@ def iter_documents(path: str, opener: Opener = _open_local) -> Iterator[str]:
         yield line
     else:
       yield from _jsonl_documents(path, f)
-
-
-def file_size(path: str) -> int:
-  """Bytes on disk, for progress and load balancing (0 when the size cannot be read)."""
-  try:
-    return os.path.getsize(path)
-  except OSError:
-    return 0

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import jax
 import ml_collections
 
+from jaxlab.config import write_config
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.data.pipeline import build_lm_iterator
 from jaxlab.models.transformer import count_params
@@ -65,6 +66,8 @@ def train_lm(config: ml_collections.ConfigDict, workdir: str,
   train_cfg = config.train
   total_steps, log_every = int(train_cfg.steps), int(train_cfg.log_every)
   is_main = jax.process_index() == 0
+  if is_main:
+    write_config(config, workdir)
   checkpointer = Checkpointer(workdir, config.checkpoint)
   data_iter = _data_iterator(setup, "train")
 

@@ -1,0 +1,143 @@
+"""MLP, CNN and RNN classifiers built from DLL layers, as (init, apply) pairs on plain pytrees.
+
+Every layer owns {"w", "theta"} (the RNN {"w_x", "w_h", "w_y", "theta_h", "theta_y"}) whatever
+the learning rule, so the same seed gives the same initial W to BP, FA, DLL and DLL-FA; rules
+that do not learn Theta (BP ignores it) leave it unchanged. No biases, as in the reference code.
+Init follows the reference code: W ~ N(0, 0.05^2); Theta ~ N(0, 1) in dense layers and
+N(0, 0.05^2) in conv layers and the RNN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxlab.models.dll import Conv2D, LearningRule, layer
+from jaxlab.models.dll_rnn import rnn
+
+Params = Any
+W_STD = 0.05
+DENSE_THETA_STD = 1.0
+CONV_THETA_STD = 0.05
+RNN_THETA_STD = 0.05
+MODEL_KINDS = ("mlp", "cnn", "rnn")
+POOLS = ("max", "avg", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Net:
+  """init(rng) -> params; apply(params, inputs) -> logits (last axis = classes)."""
+  init: Callable[[jax.Array], Params]
+  apply: Callable[[Params, jax.Array], jax.Array]
+
+
+def _weights(rng: jax.Array, shape: tuple[int, ...], theta_std: float) -> dict[str, jax.Array]:
+  w_rng, theta_rng = jax.random.split(rng)
+  return {"w": W_STD * jax.random.normal(w_rng, shape),
+          "theta": theta_std * jax.random.normal(theta_rng, shape)}
+
+
+def _dense_activations(num_layers: int, form: str) -> list[str]:
+  """Inner form: f(uW) with tanh hidden layers and linear logits. Outer form: f(u)W with the
+  identity on the raw input, so both forms compute the same function."""
+  if form == "inner":
+    return ["tanh"] * (num_layers - 1) + ["identity"]
+  return ["identity"] + ["tanh"] * (num_layers - 1)
+
+
+def mlp(widths: Sequence[int], rule: LearningRule) -> Net:
+  """Dense net with layer sizes `widths` (input first, classes last); inputs are flattened."""
+  shapes = list(zip(widths[:-1], widths[1:]))
+  activations = _dense_activations(len(shapes), rule.form)
+
+  def init(rng):
+    rngs = jax.random.split(rng, len(shapes))
+    return [_weights(r, s, DENSE_THETA_STD) for r, s in zip(rngs, shapes)]
+
+  def apply(params, x):
+    u = x.reshape(x.shape[0], -1)
+    for i, (p, activation) in enumerate(zip(params, activations)):
+      u = layer(rule, p, u, activation, is_first=i == 0)
+    return u
+
+  return Net(init, apply)
+
+
+def _pool(x: jax.Array, kind: str) -> jax.Array:
+  if kind == "max":
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+  if kind == "avg":
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+  return x
+
+
+def cnn(input_shape: Sequence[int], channels: Sequence[int], pools: Sequence[str],
+        hidden: Sequence[int], num_classes: int, rule: LearningRule, kernel_size: int = 3) -> Net:
+  """Inner-form tanh convs (SAME padding), each followed by a 2x2 pool ("max", "avg", "none";
+  pooling keeps its ordinary VJP), then tanh dense layers and linear logits."""
+  height, width, in_channels = input_shape
+  conv_shapes = [(kernel_size, kernel_size, c_in, c_out)
+                 for c_in, c_out in zip([in_channels, *channels[:-1]], channels)]
+  for kind in pools:
+    if kind != "none":
+      height, width = height // 2, width // 2
+  dense_widths = [height * width * channels[-1], *hidden, num_classes]
+  dense_shapes = list(zip(dense_widths[:-1], dense_widths[1:]))
+  conv = Conv2D()
+
+  def init(rng):
+    conv_rng, dense_rng = jax.random.split(rng)
+    return {
+        "conv": [_weights(r, s, CONV_THETA_STD)
+                 for r, s in zip(jax.random.split(conv_rng, len(conv_shapes)), conv_shapes)],
+        "dense": [_weights(r, s, DENSE_THETA_STD)
+                  for r, s in zip(jax.random.split(dense_rng, len(dense_shapes)), dense_shapes)],
+    }
+
+  def apply(params, x):
+    u = x
+    for i, (p, kind) in enumerate(zip(params["conv"], pools)):
+      u = _pool(layer(rule, p, u, "tanh", is_first=i == 0, linear=conv), kind)
+    u = u.reshape(u.shape[0], -1)
+    activations = _dense_activations(len(dense_shapes), "inner")
+    for p, activation in zip(params["dense"], activations):
+      u = layer(rule, p, u, activation, is_first=False)
+    return u
+
+  return Net(init, apply)
+
+
+def recurrent(vocab_size: int, hidden: int, rule: LearningRule) -> Net:
+  """Character RNN: one-hot tokens [B, T] -> logits [B, T, vocab_size]."""
+
+  def init(rng):
+    shapes = {"w_x": (vocab_size, hidden), "w_h": (hidden, hidden), "w_y": (hidden, vocab_size)}
+    w_rngs = jax.random.split(rng, 5)
+    params = {k: W_STD * jax.random.normal(r, s) for r, (k, s) in zip(w_rngs, shapes.items())}
+    params["theta_h"] = RNN_THETA_STD * jax.random.normal(w_rngs[3], shapes["w_h"])
+    params["theta_y"] = RNN_THETA_STD * jax.random.normal(w_rngs[4], shapes["w_y"])
+    return params
+
+  def apply(params, tokens):
+    return rnn(rule, params, jax.nn.one_hot(tokens, vocab_size))
+
+  return Net(init, apply)
+
+
+def build_net(model_cfg: ml_collections.ConfigDict, rule: LearningRule,
+              input_shape: Sequence[int], num_classes: int) -> Net:
+  """The net named by `model_cfg.kind` for inputs of `input_shape` (one example)."""
+  if model_cfg.kind == "mlp":
+    return mlp([math.prod(input_shape), *model_cfg.hidden, num_classes], rule)
+  if model_cfg.kind == "cnn":
+    return cnn(input_shape, model_cfg.channels, model_cfg.pools, model_cfg.hidden, num_classes,
+               rule)
+  if model_cfg.kind == "rnn":
+    return recurrent(num_classes, model_cfg.hidden, rule)
+  raise ValueError(f"unknown model.kind {model_cfg.kind!r}; choose one of {', '.join(MODEL_KINDS)}")

@@ -1,0 +1,203 @@
+"""Spikformer in Flax linen with relative positional encodings for binary attention.
+
+Activations are [T, B, L, D] (time steps first). Every Linear (and the conv-PE convolution) is
+followed by BatchNorm over all axes but the features (batch statistics while training, running
+averages at evaluation, kept in the `batch_stats` collection) and a multi-step LIF neuron.
+Inputs are tokens [B, *grid, F] on a 1D (sequence) or 2D (image patches) grid; they are fed
+identically at every time step (direct encoding). The head averages over time and tokens.
+
+Positional encodings (`pe`): none; conv (Spikformer's convolutional branch in the embedding);
+gray / gray2d (Gray codes of the raster index, or of row and column, appended to every head's
+queries and keys); log (the Toeplitz Log-PE bias added to the XNOR scores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxlab.models.positional import (grid_coordinates, gray_position_codes, log_relative_bias,
+                                      min_gray_bits)
+from jaxlab.models.spiking_attention import (append_position_codes, dot_product_attention,
+                                             xnor_attention)
+from jaxlab.models.spiking_neurons import Surrogate, lif_multistep
+
+POSITIONAL_ENCODINGS = ("none", "conv", "gray", "gray2d", "log")
+ATTENTIONS = ("auto", "vanilla", "xnor")
+# The paper's pairing: the relative encodings need XNOR attention, the baselines use vanilla SSA.
+XNOR_ENCODINGS = ("gray", "gray2d", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpikformerConfig:
+  """Static hyper-parameters (hashable). `gray_bits=0` uses ceil(log2 positions) per axis."""
+  d_model: int = 64
+  n_layers: int = 2
+  n_heads: int = 4
+  mlp_ratio: int = 4
+  time_steps: int = 4
+  tau: float = 2.0
+  v_th: float = 1.0
+  attention_v_th: float = 0.5
+  surrogate: str = "arctan"
+  surrogate_alpha: float = 2.0
+  pe: str = "none"
+  attention: str = "auto"
+  gray_bits: int = 0
+  qk_scale: float = 0.125
+  xnor_scale_init: float = -4.0
+  bn_momentum: float = 0.9
+
+  @property
+  def attention_kind(self) -> str:
+    """'xnor' or 'vanilla'; 'auto' picks XNOR exactly for the encodings that need it."""
+    if self.attention != "auto":
+      return self.attention
+    return "xnor" if self.pe in XNOR_ENCODINGS else "vanilla"
+
+  @property
+  def neuron_surrogate(self) -> Surrogate:
+    return Surrogate(self.surrogate, self.surrogate_alpha)
+
+  @classmethod
+  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "SpikformerConfig":
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in model_cfg.items() if k in fields})
+
+  def validate(self, grid: tuple[int, ...] | None = None) -> None:
+    """Raises ValueError (one line) for unknown options or shapes that do not fit; with the
+    token grid it also checks that the Gray codes have enough bits and gray2d has a 2D grid."""
+    if self.pe not in POSITIONAL_ENCODINGS:
+      raise ValueError(f"unknown model.pe {self.pe!r}; choose from {', '.join(POSITIONAL_ENCODINGS)}")
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f"unknown model.attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
+    if self.pe in XNOR_ENCODINGS and self.attention_kind != "xnor":
+      raise ValueError(f"model.pe={self.pe!r} needs model.attention='xnor' (or 'auto')")
+    if self.d_model % self.n_heads:
+      raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+    self.neuron_surrogate  # noqa: B018  (raises for an unknown surrogate)
+    if min(self.d_model, self.n_layers, self.n_heads, self.mlp_ratio, self.time_steps) < 1:
+      raise ValueError("model sizes and time_steps must be positive")
+    if grid is not None:
+      if self.pe == "gray2d" and len(grid) != 2:
+        raise ValueError(f"model.pe='gray2d' needs a 2D token grid, this task has {tuple(grid)}")
+      needed = gray_bits_needed(grid, self.pe == "gray2d")
+      if self.pe in ("gray", "gray2d") and 0 < self.gray_bits < needed:
+        raise ValueError(f"model.gray_bits={self.gray_bits} cannot code {needed}-bit positions "
+                         f"of the token grid {tuple(grid)}")
+
+
+def gray_bits_needed(grid: tuple[int, ...], two_d: bool) -> int:
+  """Bits per axis that give every position its own code: per axis for 2D, raster index for 1D."""
+  return min_gray_bits(max(grid) if two_d else int(np.prod(grid)))
+
+
+def positional_terms(cfg: SpikformerConfig,
+                     grid: tuple[int, ...]) -> tuple[jax.Array | None, jax.Array | None]:
+  """(Gray codes [L, bits] to append to Q and K, Log-PE bias [L, L]); None where unused."""
+  if cfg.pe in ("gray", "gray2d"):
+    two_d = cfg.pe == "gray2d"
+    bits = cfg.gray_bits or gray_bits_needed(grid, two_d)
+    return gray_position_codes(grid_coordinates(grid, two_d), bits), None
+  if cfg.pe == "log":
+    return None, jnp.asarray(log_relative_bias(int(np.prod(grid))))
+  return None, None
+
+
+def lif(cfg: SpikformerConfig, x: jax.Array, v_th: float | None = None) -> jax.Array:
+  """The configured LIF neuron over the leading time axis."""
+  return lif_multistep(x, cfg.tau, cfg.v_th if v_th is None else v_th, cfg.neuron_surrogate)
+
+
+class SpikingDense(nn.Module):
+  """Linear (no bias) -> BatchNorm -> LIF on [T, ..., D_in]."""
+  cfg: SpikformerConfig
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    y = nn.Dense(self.features, use_bias=False)(x)
+    y = nn.BatchNorm(use_running_average=not train, momentum=self.cfg.bn_momentum)(y)
+    return lif(self.cfg, y)
+
+
+class SpikingEmbedding(nn.Module):
+  """Tokens [B, *grid, F] -> spikes [T, B, L, D]: Linear -> BN -> LIF of the input repeated over
+  T steps; with pe='conv' plus Spikformer's branch LIF(BN(Conv3(x))) added to the spikes."""
+  cfg: SpikformerConfig
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, train: bool) -> jax.Array:
+    cfg = self.cfg
+    batch, grid = tokens.shape[0], tokens.shape[1:-1]
+    current = nn.Dense(cfg.d_model, use_bias=False)(tokens)
+    # The input is the same at every step, so the normalized current is computed once.
+    current = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum)(current)
+    x = lif(cfg, jnp.broadcast_to(current, (cfg.time_steps,) + current.shape))
+    if cfg.pe == "conv":
+      flat = x.reshape((cfg.time_steps * batch,) + x.shape[2:])
+      conv = nn.Conv(cfg.d_model, (3,) * len(grid), padding="SAME", use_bias=False)(flat)
+      conv = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum)(conv)
+      x = x + lif(cfg, conv.reshape(x.shape))
+    return x.reshape(cfg.time_steps, batch, -1, cfg.d_model)
+
+
+class SpikingSelfAttention(nn.Module):
+  """SSA: binary Q, K, V = LIF(BN(Linear(x))) per head, vanilla or XNOR scores, no softmax,
+  output LIF at `attention_v_th`, then a Linear-BN-LIF projection."""
+  cfg: SpikformerConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, codes: jax.Array | None, bias: jax.Array | None,
+               train: bool) -> jax.Array:
+    cfg = self.cfg
+    steps, batch, length, dim = x.shape
+    head_dim = dim // cfg.n_heads
+
+    def heads(name: str) -> jax.Array:
+      y = SpikingDense(cfg, dim, name=name)(x, train)
+      return y.reshape(steps, batch, length, cfg.n_heads, head_dim).swapaxes(2, 3)
+
+    q, k, v = heads("query"), heads("key"), heads("value")
+    if cfg.attention_kind == "vanilla":
+      out = dot_product_attention(q, k, v, cfg.qk_scale)
+    else:
+      if codes is not None:
+        q, k = append_position_codes(q, codes), append_position_codes(k, codes)
+      scale_logit = self.param("scale_logit", nn.initializers.constant(cfg.xnor_scale_init), ())
+      out = xnor_attention(q, k, v, jax.nn.sigmoid(scale_logit), bias)
+    out = out.swapaxes(2, 3).reshape(steps, batch, length, dim)
+    out = lif(cfg, out, cfg.attention_v_th)
+    return SpikingDense(cfg, dim, name="proj")(out, train)
+
+
+class SpikformerBlock(nn.Module):
+  """x + SSA(x), then x + MLP(x) with MLP = two Linear-BN-LIF layers (hidden mlp_ratio * D)."""
+  cfg: SpikformerConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, codes: jax.Array | None, bias: jax.Array | None,
+               train: bool) -> jax.Array:
+    cfg = self.cfg
+    x = x + SpikingSelfAttention(cfg, name="attention")(x, codes, bias, train)
+    hidden = SpikingDense(cfg, cfg.mlp_ratio * cfg.d_model, name="mlp_in")(x, train)
+    return x + SpikingDense(cfg, cfg.d_model, name="mlp_out")(hidden, train)
+
+
+class Spikformer(nn.Module):
+  """Tokens [B, *grid, F] -> outputs [B, num_outputs] (class logits or forecasts)."""
+  cfg: SpikformerConfig
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, tokens: jax.Array, train: bool = False) -> jax.Array:
+    codes, bias = positional_terms(self.cfg, tokens.shape[1:-1])
+    x = SpikingEmbedding(self.cfg, name="embedding")(tokens, train)
+    for i in range(self.cfg.n_layers):
+      x = SpikformerBlock(self.cfg, name=f"block_{i}")(x, codes, bias, train)
+    return nn.Dense(self.num_outputs, name="head")(x.mean(axis=(0, 2)))
