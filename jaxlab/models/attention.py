@@ -43,7 +43,14 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Arra
   return out.reshape(batch, q_len, num_heads, head_dim)
 
 
-ATTENTION_IMPLS: dict[str, AttentionFn] = {"xla": xla_attention}
+def pallas_attention(q: jax.Array, k: jax.Array, v: jax.Array, **kwargs) -> jax.Array:
+  """Flash-attention kernels by platform (`jaxlab.kernels.attention`; imported on first use,
+  since the kernels import this module for their reference)."""
+  from jaxlab.kernels.attention import flash_attention
+  return flash_attention(q, k, v, **kwargs)
+
+
+ATTENTION_IMPLS: dict[str, AttentionFn] = {"xla": xla_attention, "pallas": pallas_attention}
 
 
 def get_attention(name: str) -> AttentionFn:

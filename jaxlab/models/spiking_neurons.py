@@ -66,5 +66,5 @@ def lif_multistep(x_seq: jax.Array, tau: float = 2.0, v_th: float = 1.0,
     return h * (1 - fired) + v_reset * fired, s
 
   v0 = jnp.full(x_seq.shape[1:], v_reset, x_seq.dtype)
-  _, spikes = jax.lax.scan(step, v0, x_seq)
+  _, spikes = jax.lax.scan(step, v0, x_seq, unroll=True)
   return spikes

@@ -1,5 +1,6 @@
-"""Documents from corpus files, by extension: JSONL (`text` field), plain text (a document per
-line) or Parquet (`text` column). Malformed input raises a one-line ValueError naming file:line.
+"""Documents from corpus files, by extension: JSONL (.jsonl or .json, a `text` field per line),
+plain text (.txt, a document per non-empty line) or Parquet (.parquet, a `text` column).
+Malformed input raises a one-line ValueError naming file:line.
 
 Files are read as bytes through `opener`, so a distributed runner can pass its own file system
 (e.g. Beam's FileSystems.open for gs:// paths) and still get exactly the same documents.

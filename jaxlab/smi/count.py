@@ -12,6 +12,7 @@ worker processes; the beam runner (count_beam.py) does the same on any Apache Be
 from __future__ import annotations
 
 import glob
+import logging
 import multiprocessing
 import os
 import sys
@@ -21,8 +22,8 @@ import numpy as np
 
 from jaxlab.smi import cli
 from jaxlab.smi.corpus_io import check_extension, iter_documents
-from jaxlab.smi.matcher import Matcher, PatternIndex, build_index, format_rows, rows_from_counts
-from jaxlab.smi.matcher import triple_fields
+from jaxlab.smi.matcher import DOCUMENT_CELL, Matcher, PatternIndex, build_index, format_rows
+from jaxlab.smi.matcher import rows_from_counts, triple_fields
 from jaxlab.smi.progress import Progress
 from jaxlab.smi.triples import Triple, load_triples
 
@@ -91,7 +92,7 @@ def count_triples(triples: Sequence[Triple], corpus_files: Sequence[str],
     counts = _count_in_process(index, corpus_files, progress)
   else:
     counts = _count_in_pool(index, corpus_files, workers, progress)
-  progress.finish(int(counts[0]) if len(counts) else 0)
+  progress.finish(int(counts[DOCUMENT_CELL]))
   return rows_from_counts(triples, index, counts)
 
 
@@ -151,6 +152,8 @@ def main(argv: Sequence[str]) -> None:
     for path in files:
       check_extension(path)
     if args.runner == "beam":
+      # The DirectRunner logs a failing DoFn's traceback before re-raising; we report it once.
+      logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
       count_beam.count_triples_beam(triples, files, args.out, args.beam_options)
     else:
       rows = count_triples(triples, files, args.workers)

@@ -12,7 +12,9 @@ On a remote runner the workers need jaxlab, pyahocorasick and pyarrow installed,
 
 from __future__ import annotations
 
+import glob
 import shlex
+import shutil
 from typing import BinaryIO, Iterator, Sequence
 
 import apache_beam as beam
@@ -108,6 +110,17 @@ def build_pipeline(pipeline: beam.Pipeline, triples: Sequence[Triple],
        | "Write" >> beam.io.WriteToText(out, shard_name_template="", num_shards=1))
 
 
+def _delete_temporary_output(out: str) -> None:
+  """Removes what WriteToText staged next to `out` before a failed run (Beam leaves it)."""
+  directory, name = FileSystems.split(out)
+  prefix = FileSystems.join(directory, f"beam-temp-{name}-")
+  staged = match_files(prefix + "**")
+  if staged:
+    FileSystems.delete(staged)
+  for path in glob.glob(glob.escape(prefix) + "*"):  # on a local file system, the directories
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def count_triples_beam(triples: Sequence[Triple], corpus_files: Sequence[str], out: str,
                        beam_options: str = "", progress_every_s: float = 10.0) -> int:
   """Runs the pipeline to completion, writing `out`; returns the number of documents counted.
@@ -121,8 +134,12 @@ def count_triples_beam(triples: Sequence[Triple], corpus_files: Sequence[str], o
   progress = Progress("count (beam)", progress_every_s)
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, triples, corpus_files, out, progress_every_s)
-  result = pipeline.run()
-  result.wait_until_finish()
+  try:
+    result = pipeline.run()
+    result.wait_until_finish()
+  except Exception:
+    _delete_temporary_output(out)
+    raise
   query = result.metrics().query(MetricsFilter().with_name("documents"))
   n_docs = sum(c.committed or 0 for c in query["counters"])
   progress.finish(n_docs)

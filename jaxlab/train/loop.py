@@ -101,7 +101,8 @@ def train_lm(config: ml_collections.ConfigDict, workdir: str,
       batch = to_global_batch(next(data_iter), setup.batch_sharding)
       state, metrics = compiled(state, batch)
       done = step + 1
-      is_last = done == total_steps or guard.requested
+      stop = guard.requested  # read once: a signal arriving later is handled next step
+      is_last = done == total_steps or stop
       if done % log_every == 0 or is_last:
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         now = time.perf_counter()
@@ -124,7 +125,7 @@ def train_lm(config: ml_collections.ConfigDict, workdir: str,
         last_time = time.perf_counter()  # eval time is not step time
       if done % int(config.checkpoint.every) == 0 or is_last:
         checkpointer.save(done, state, data_iter.get_state())
-      if guard.requested:
+      if stop:
         preempted = True
         break
   checkpointer.close()

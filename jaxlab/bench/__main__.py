@@ -1,0 +1,93 @@
+"""python -m jaxlab.bench {train,sample,kernels} [--preset tiny|small] [--out FILE.json]
+
+Each subcommand prints a markdown table and, with --out, writes its figures as JSON. `train` and
+`sample` run jaxlab and the transformers peer in the same invocation on the same machine and
+report ratio = jaxlab throughput / peer throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+import jaxlab  # noqa: F401  (selects the JAX platform before jax loads)
+import jax
+
+from jaxlab.bench import peer_torch
+from jaxlab.bench.presets import get_preset
+from jaxlab.bench.timing import markdown_table
+
+
+def _device() -> str:
+  device = jax.devices()[0]
+  return f"{device.platform}:{device.device_kind} ({platform.processor() or platform.machine()})"
+
+
+def _train(args) -> dict:
+  from jaxlab.bench.train import jaxlab_train_tokens_per_s, random_tokens
+
+  preset = get_preset(args.preset)
+  ours = jaxlab_train_tokens_per_s(preset, args.repeats)
+  peer = peer_torch.train_tokens_per_s(preset, random_tokens(preset), args.repeats)
+  return {"rows": [ours, peer], "ratio": ours["tokens_per_s"] / peer["tokens_per_s"],
+          "columns": ["impl", "step_s", "tokens_per_s", "tflops_per_device"]}
+
+
+def _sample(args) -> dict:
+  from jaxlab.bench.sample import NEW_TOKENS, jaxlab_decode_tokens_per_s, prompts
+
+  preset = get_preset(args.preset)
+  prompt_tokens = prompts(preset)
+  ours = jaxlab_decode_tokens_per_s(preset, prompt_tokens, args.repeats)
+  peer = peer_torch.generate_tokens_per_s(preset, prompt_tokens, NEW_TOKENS, args.repeats)
+  return {"rows": [ours, peer], "ratio": ours["tokens_per_s"] / peer["tokens_per_s"],
+          "columns": ["impl", "seconds", "tokens_per_s"]}
+
+
+def _kernels(args) -> dict:
+  if args.aot_tpu:
+    from jaxlab.kernels.aot import aot_tpu_check
+
+    results = aot_tpu_check(args.aot_tpu)
+    for name, ok, detail in results:
+      print(f"{'OK  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"))
+    return {"rows": [{"kernel": n, "ok": ok, "detail": d} for n, ok, d in results],
+            "failed": not all(ok for _, ok, _ in results), "columns": []}
+  from jaxlab.bench.kernels import run_kernel_benchmarks
+
+  rows = run_kernel_benchmarks(None)
+  return {"rows": rows, "columns": list(rows[0]) if rows else []}
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m jaxlab.bench", description=__doc__.splitlines()[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  for name in ("train", "sample"):
+    p = sub.add_parser(name)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--out", default=None)
+  p = sub.add_parser("kernels")
+  p.add_argument("--aot_tpu", default=None, help="compile every TPU kernel for this topology")
+  p.add_argument("--out", default=None)
+  args = parser.parse_args(argv)
+  try:
+    result = {"train": _train, "sample": _sample, "kernels": _kernels}[args.command](args)
+  except (ValueError, RuntimeError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  result["device"] = _device()
+  if result["columns"]:
+    print(markdown_table(result["rows"], result["columns"]))
+  if "ratio" in result:
+    print(f"\nratio (jaxlab / transformers throughput): {result['ratio']:.2f} on {result['device']}")
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump({k: v for k, v in result.items() if k != "columns"}, f, indent=2)
+  return 1 if result.get("failed") else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

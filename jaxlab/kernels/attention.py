@@ -1,0 +1,117 @@
+"""Flash attention: causal by index, grouped-query, packed segments; a Pallas kernel per platform.
+
+`flash_attention` has the signature of `jaxlab.models.attention.xla_attention` (registered there
+as attention_impl="pallas") and the same semantics. Forward and backward are tiled kernels with an
+online softmax; the forward saves only the output and the per-row logsumexp for the backward.
+TPU runs our own Mosaic kernels (`attention_tpu`), GPU our own Triton kernels (`attention_gpu`),
+other platforms the jnp reference below, chosen by `dispatch`. Single-token decode falls back to
+`xla_attention` (one query row would be padded to a whole query block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxlab.kernels import attention_gpu, attention_tpu
+from jaxlab.kernels.dispatch import dispatch, resolve_target, warn_once
+from jaxlab.models.attention import attention_mask, xla_attention
+
+
+def _grouped_scores(q, k, mask):
+  """Scaled float32 scores [B, K, G, T, S] with invisible entries at -inf-like values."""
+  batch, q_len, heads, dim = q.shape
+  q = q.reshape(batch, q_len, k.shape[2], heads // k.shape[2], dim)
+  s = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * dim ** -0.5
+  return jnp.where(mask[:, None, None], s, jnp.finfo(jnp.float32).min)
+
+
+def reference_forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg) -> tuple[jax.Array, jax.Array]:
+  """(out [B, T, H, D], lse [B, H, T]) in plain jnp; rows with no visible key: 0 and lse 0."""
+  batch, q_len, heads, dim = q.shape
+  mask = attention_mask(q_pos, kv_pos, q_seg, kv_seg)
+  s = _grouped_scores(q, k, mask)
+  seen = mask.any(-1)[:, None, None]  # [B, 1, 1, T]
+  lse = jnp.where(seen, jax.nn.logsumexp(s, axis=-1), 0.0)
+  p = jnp.where(mask[:, None, None], jnp.exp(s - lse[..., None]), 0.0)
+  out = jnp.einsum("bkgts,bskd->btkgd", p.astype(v.dtype), v).reshape(q.shape)
+  return out, lse.reshape(batch, heads, q_len)
+
+
+def reference_backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do):
+  """(dq, dk, dv) from the saved lse, the same math as the kernels on whole matrices."""
+  batch, q_len, heads, dim = q.shape
+  kv_heads = k.shape[2]
+  mask = attention_mask(q_pos, kv_pos, q_seg, kv_seg)[:, None, None]
+  s = _grouped_scores(q, k, mask[:, 0, 0])
+  lse = lse.reshape(batch, kv_heads, heads // kv_heads, q_len)[..., None]
+  p = jnp.where(mask, jnp.exp(s - lse), 0.0)
+  grouped = (batch, q_len, kv_heads, heads // kv_heads, dim)
+  do_g = do.reshape(grouped)
+  delta = jnp.einsum("btkgd,btkgd->bkgt", out.reshape(grouped).astype(jnp.float32),
+                     do_g.astype(jnp.float32))[..., None]
+  dp = jnp.einsum("btkgd,bskd->bkgts", do_g, v, preferred_element_type=jnp.float32)
+  ds = p * (dp - delta) * dim ** -0.5
+  dq = jnp.einsum("bkgts,bskd->btkgd", ds.astype(k.dtype), k).reshape(q.shape)
+  dk = jnp.einsum("bkgts,btkgd->bskd", ds.astype(q.dtype), q.reshape(grouped))
+  dv = jnp.einsum("bkgts,btkgd->bskd", p.astype(do.dtype), do_g)
+  return dq, dk, dv
+
+
+@dataclasses.dataclass(frozen=True)
+class _Impl:
+  """Static choice of implementation (hashable: a nondiff argument of the custom_vjp)."""
+  target: str
+  tpu_blocks: attention_tpu.TpuBlocks
+  gpu_blocks: attention_gpu.GpuBlocks
+
+  def forward(self, *args):
+    return dispatch(self.target,
+                    tpu=functools.partial(attention_tpu.forward, blocks=self.tpu_blocks),
+                    gpu=functools.partial(attention_gpu.forward, blocks=self.gpu_blocks),
+                    reference=reference_forward)(*args)
+
+  def backward(self, *args):
+    return dispatch(self.target,
+                    tpu=functools.partial(attention_tpu.backward, blocks=self.tpu_blocks),
+                    gpu=functools.partial(attention_gpu.backward, blocks=self.gpu_blocks),
+                    reference=reference_backward)(*args)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
+def _attention(q, k, v, q_pos, q_seg, kv_pos, kv_seg, impl: _Impl):
+  return impl.forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg)[0]
+
+
+def _attention_fwd(q, k, v, q_pos, q_seg, kv_pos, kv_seg, impl):
+  out, lse = impl.forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg)
+  return out, (q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse)
+
+
+def _attention_bwd(impl, residuals, do):
+  dq, dk, dv = impl.backward(*residuals, do)
+  return dq, dk, dv, None, None, None, None
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
+
+
+def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Array,
+                    kv_index: jax.Array, q_segment_ids: jax.Array, kv_segment_ids: jax.Array,
+                    target: str | None = None,
+                    tpu_blocks: attention_tpu.TpuBlocks = attention_tpu.TpuBlocks(),
+                    gpu_blocks: attention_gpu.GpuBlocks = attention_gpu.GpuBlocks()) -> jax.Array:
+  """Attention of q [B, T, H, D] over k/v [B, S, K, D] (K divides H), masked as in
+  `jaxlab.models.attention.attention_mask`; `target` as in `jaxlab.kernels.dispatch`."""
+  target = resolve_target(target)
+  if q.shape[1] == 1:
+    warn_once("flash_attention", "single-token decode (T=1) is cheaper unblocked")
+    target = "reference"
+  if target == "reference":
+    return xla_attention(q, k, v, q_index=q_index, kv_index=kv_index,
+                         q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
+  return _attention(q, k, v, q_index, q_segment_ids, kv_index, kv_segment_ids,
+                    _Impl(target, tpu_blocks, gpu_blocks))

@@ -1,0 +1,143 @@
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jaxlab.smi.count import count_triples, count_triples_naive
+from jaxlab.smi.matcher import format_rows
+from jaxlab.smi.progress import Progress
+from jaxlab.smi.triples import Triple
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Names chosen to exercise the matching rule: nested (" York" inside " New York"), no right word
+# boundary (" Paris" in " Parisian"), case (" paris"), overlapping self-matches (" a a" in
+# " a a a"), a name that is both subject and object, non-ASCII, and a name never in the corpus.
+TRIPLES = [
+    Triple("New York", "locate", "United States", 0), Triple("York", "locate", "England", 1),
+    Triple("Paris", "capital", "France", 2), Triple("paris", "capital", "France", 3),
+    Triple("Paris", "born", "Paris"), Triple("a a", "rel", "a"), Triple("Zürich", "locate", "東京"),
+    Triple("France", "play", "Paris"), Triple("Atlantis", "capital", "France"),
+    Triple("Paris", "capital", "France", 9),
+]
+WORDS = ["the", "a", "of", "New", "York", "Paris", "Parisian", "paris", "France", "England",
+         "United", "States", "Zürich", "東京", "a a", "x", "Yorkshire", "NewYork", "Paris,"]
+
+
+def _documents(n: int, seed: int = 0) -> list[str]:
+  rng = random.Random(seed)
+  return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 12))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+  """~240 generated documents over a JSONL, a plain-text and a Parquet file."""
+  root = tmp_path_factory.mktemp("corpus")
+  docs = _documents(240)
+  docs[0] = "Paris is the capital of France"  # no leading space before Paris: not a match
+  docs[1] = "in New York\nand York"  # JSONL and Parquet documents may hold newlines
+  with open(root / "a.jsonl", "w", encoding="utf-8") as f:
+    for doc in docs[:80]:
+      f.write(json.dumps({"text": doc}, ensure_ascii=False) + "\n")
+  pq.write_table(pa.table({"text": docs[80:160]}), root / "b.parquet", row_group_size=32)
+  # Plain text: one document per line, so only non-empty documents without newlines.
+  text_docs = [d for d in docs[160:] if d]
+  (root / "c.txt").write_text("".join(d + "\n" for d in text_docs), encoding="utf-8")
+  files = [str(root / n) for n in ("a.jsonl", "b.parquet", "c.txt")]
+  return files, docs[:160] + text_docs
+
+
+def test_local_counts_equal_naive_reference(corpus):
+  files, docs = corpus
+  expected = count_triples_naive(TRIPLES, docs)
+  assert count_triples(TRIPLES, files, workers=1) == expected
+  assert count_triples(TRIPLES, files, workers=2) == expected  # worker processes, summed
+  by_idx = {r.get("idx"): r for r in expected}
+  assert by_idx[0]["n_docs"] == len(docs) and by_idx[3]["n_subj"] > 0
+  assert by_idx[1]["n_subj"] > by_idx[0]["n_subj"]  # " York" also matches inside " New York"
+  assert expected[8]["n_subj"] == 0  # Atlantis
+
+
+def test_beam_direct_runner_equals_local(corpus, tmp_path):
+  from jaxlab.smi.count_beam import count_triples_beam  # pylint: disable=g-import-not-at-top
+
+  files, docs = corpus
+  out = tmp_path / "beam.jsonl"
+  assert count_triples_beam(TRIPLES, files, str(out)) == len(docs)
+  assert out.read_text(encoding="utf-8") == format_rows(count_triples(TRIPLES, files, workers=1))
+  assert sorted(os.listdir(tmp_path)) == ["beam.jsonl"]
+
+
+def _run(module, *args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def triples_file(tmp_path):
+  path = tmp_path / "triples.jsonl"
+  path.write_text("".join(json.dumps({"subj": t.subj, "rel": t.rel, "obj": t.obj}) + "\n"
+                          for t in TRIPLES[:4]))
+  return path
+
+
+@pytest.mark.parametrize("runner", ["local", "beam"])
+def test_count_cli(corpus, tmp_path, triples_file, runner):
+  files, docs = corpus
+  with open(triples_file, "a") as f:
+    f.write('{"subj": "no object", "rel": "r"}\n')
+  out = tmp_path / "out" / "counts.jsonl"
+  result = _run("jaxlab.smi.count", "--triples", str(triples_file), "--out", str(out),
+                "--corpus", os.path.join(os.path.dirname(files[0]), "*"), "--runner", runner,
+                "--workers", "2", "--skip_malformed")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"skipped 1 malformed triple rows in {triples_file}" in result.stderr
+  assert f"done, {len(docs)} documents" in result.stderr
+  rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+  triples = [Triple(t.subj, t.rel, t.obj) for t in TRIPLES[:4]]
+  assert rows == count_triples_naive(triples, docs)
+
+
+def test_count_cli_bad_input_is_one_line_exit_2(corpus, tmp_path, triples_file):
+  files, _ = corpus
+  out = tmp_path / "counts.jsonl"
+  bad_corpus = tmp_path / "bad.jsonl"
+  bad_corpus.write_text('{"text": "ok"}\n{"txt": "no"}\n')
+  bad_triples = tmp_path / "bad_triples.jsonl"
+  bad_triples.write_text('{"subj": "A", "rel": "r"}\n')
+  csv = tmp_path / "corpus.csv"
+  csv.write_text("text\n")
+  cases = [
+      (["--triples", str(bad_triples), "--corpus", files[0]],
+       f"error: {bad_triples}:1: field 'obj' must be a non-empty string, got None"),
+      (["--triples", str(triples_file), "--corpus", str(tmp_path / "none*.txt")],
+       f"error: --corpus: no file matches '{tmp_path}/none*.txt'"),
+      (["--triples", str(triples_file), "--corpus", str(csv)],
+       f"error: {csv}: unknown corpus file type; expected one of .jsonl, .json, .txt, .parquet"),
+      (["--triples", str(triples_file), "--corpus", str(bad_corpus), "--workers", "1"],
+       f"error: {bad_corpus}:2: expected an object with a string 'text' field"),
+      (["--triples", str(triples_file), "--corpus", files[0], "--runner", "spark"],
+       "error: argument --runner: invalid choice: 'spark'"),
+  ]
+  for args, message in cases:
+    result = _run("jaxlab.smi.count", "--out", str(out), *args)
+    assert result.returncode == 2, (args, result.stderr)
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_progress_lines():
+  stream = io.StringIO()
+  progress = Progress("count", every_s=0.0, stream=stream)
+  progress.update(12_000)
+  progress.finish(20_000)
+  first, last = stream.getvalue().splitlines()
+  assert first.startswith("count: 12,000 documents, ") and first.endswith(" documents/s")
+  assert last.startswith("count: done, 20,000 documents in ")
