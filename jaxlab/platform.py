@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import sys
 
 
 def has_tpu_hardware() -> bool:
@@ -26,4 +27,7 @@ def configure_platform() -> None:
   """Sets JAX_PLATFORMS when unset: TPU hardware -> leave to jax; else cuda (if installed), cpu."""
   if "JAX_PLATFORMS" in os.environ or has_tpu_hardware():
     return
-  os.environ["JAX_PLATFORMS"] = "cuda,cpu" if has_cuda_plugin() else "cpu"
+  platforms = "cuda,cpu" if has_cuda_plugin() else "cpu"
+  os.environ["JAX_PLATFORMS"] = platforms
+  if "jax" in sys.modules:  # imported before jaxlab: its config already read the environment
+    sys.modules["jax"].config.update("jax_platforms", platforms)

@@ -125,6 +125,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   _corpus(config, data_dir)
   counts_path = _counts(config, data_dir)
   results = [_size_result(config, size, workdir, data_dir, counts_path) for size in config.sizes]
+  results.sort(key=lambda r: r["params"])
   summary = {
       "sizes": {r["size"]: {"params": r["params"], "loss": r["loss"], "eval_loss": r["eval_loss"],
                             "mean_acc": r["mean_acc"], "n_triples": r["fit"]["n_triples"],
@@ -135,7 +136,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   }
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
-  report.write_figure(results, workdir)
+  report.write_figure(results, workdir, config.fit_variant)
   report.write_markdown(summary, os.path.join(workdir, "report.md"))
   _stage(f"done in {summary['wall_time_s']:.0f}s: {os.path.join(workdir, 'report.md')}")
   return summary

@@ -3,8 +3,9 @@ S = (Q K^T + D) / 2 for +-1 inputs Q, K [N, L, D] (the matching-bit count of the
 vectors), forward, dQ and dK/dV. S is recomputed per [block_q, block_kv] tile and never stored.
 
 Inputs are padded by the caller: zero rows and feature columns contribute nothing to Q K^T, and
-padded key rows carry zero values. No softmax, so dS = dO V^T directly and dQ = dS K / 2, dK = dS^T Q / 2
-(derivatives by the +-1 inputs; the caller's autodiff maps them back to the binary ones).
+padded key rows carry zero values. No softmax, so dS = dO V^T directly, and dQ = dS K / 2,
+dK = dS^T Q / 2 (derivatives by the +-1 inputs; the caller's autodiff maps them back to the
+binary ones).
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from typing import Sequence
 
@@ -25,6 +23,7 @@ from jax.experimental import multihost_utils
 
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.sampling import left_pad, sample
+from jaxlab.smi.cli import OneLineParser, fail, write_text_atomic
 from jaxlab.smi.run_loading import LoadedRun, load_run
 from jaxlab.smi.triples import Triple, fill_template, load_templates, load_triples
 
@@ -105,18 +104,12 @@ def merge_counts(triples: Sequence[Triple], accuracies: Sequence[float],
 
 
 def write_jsonl_atomic(path: str, rows: Sequence[dict]) -> None:
-  """Writes rows to a temporary file beside `path`, then renames: never a half-written file."""
-  directory = os.path.dirname(os.path.abspath(path))
-  with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-    for row in rows:
-      f.write(json.dumps(row) + "\n")
-  os.replace(f.name, path)
+  """Writes one JSON object per line, atomically (never a half-written file)."""
+  write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  import argparse
-
-  parser = argparse.ArgumentParser(description="Closed-book QA accuracy per triple.")
+  parser = OneLineParser(description="Closed-book QA accuracy per triple.")
   parser.add_argument("--workdir", required=True, help="a jaxlab LM run directory")
   parser.add_argument("--triples", required=True)
   parser.add_argument("--templates", required=True)
@@ -141,8 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                batch_size=args.batch_size, seed=args.seed)
     records = merge_counts(triples, accuracies, args.counts)
   except (ValueError, FileNotFoundError, KeyError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    fail(str(e))
   write_jsonl_atomic(args.out, records)
   print(f"cbqa: mean accuracy {np.mean(accuracies):.4f} over {len(triples)} triples -> {args.out}",
         file=sys.stderr)

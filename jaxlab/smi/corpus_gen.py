@@ -96,7 +96,8 @@ def generate(spec: CorpusSpec) -> tuple[list[str], list[dict], dict[str, list[st
   sentences: list[list[str]] = [[] for _ in range(spec.num_docs)]
   for triple in triples:
     train_templates = RELATIONS[triple["rel"]][0]
-    for doc in rng.choice(spec.num_docs, size=max(1, _log_uniform_count(rng, spec.log2_fact_docs)),
+    fact_docs = min(spec.num_docs, max(1, _log_uniform_count(rng, spec.log2_fact_docs)))
+    for doc in rng.choice(spec.num_docs, size=fact_docs,
                           replace=False):
       template = train_templates[rng.randint(len(train_templates))]
       sentences[doc].append(template.replace("[S]", triple["subj"]).replace("[O]", triple["obj"]))

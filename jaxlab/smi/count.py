@@ -16,7 +16,7 @@ import logging
 import multiprocessing
 import os
 import sys
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -27,12 +27,13 @@ from jaxlab.smi.matcher import rows_from_counts, triple_fields
 from jaxlab.smi.progress import Progress
 from jaxlab.smi.triples import Triple, load_triples
 
-# Worker-process state, set once per process by _init_worker.
+# Worker-process state, set once per process by _init_worker; the counter is a shared
+# multiprocessing Value of documents counted so far, read by the parent for progress.
 _worker_matcher: Matcher | None = None
-_worker_counter = None
+_worker_counter: Any = None
 
 
-def _init_worker(index: PatternIndex, counter) -> None:
+def _init_worker(index: PatternIndex, counter: Any) -> None:
   global _worker_matcher, _worker_counter
   _worker_matcher, _worker_counter = Matcher(index), counter
 

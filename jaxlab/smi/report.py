@@ -11,17 +11,13 @@ import numpy as np
 METHODS = ("CO-OCCUR", "MI", "SMI")
 
 
-def _group_means(x: np.ndarray, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  values, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-  return values, np.bincount(inverse, weights=acc) / counts, counts
-
-
-def write_figure(results: Sequence[dict[str, Any]], workdir: str) -> str:
+def write_figure(results: Sequence[dict[str, Any]], workdir: str, variant: str) -> str:
   """R^2 per method against model size, and each size's SMI group means with its fitted line."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
+  from jaxlab.smi.fit import plot_fit
   from jaxlab.smi.metric import predictors
 
   fig, axes = plt.subplots(1, 1 + len(results), figsize=(4.2 * (1 + len(results)), 3.8))
@@ -34,13 +30,8 @@ def write_figure(results: Sequence[dict[str, Any]], workdir: str) -> str:
   for ax, result in zip(axes[1:], results):
     with open(os.path.join(workdir, "models", result["size"], "records.jsonl")) as f:
       records = [json.loads(line) for line in f]
-    kept, _, xs = predictors(records, result["params"], "latest")
-    acc = np.array([r["acc"] for r in kept])
-    values, means, counts = _group_means(np.asarray(xs["SMI"]), acc)
-    fit = result["fit"]["methods"]["SMI"]
-    ax.scatter(values, means, s=10 + 4 * counts, alpha=0.6)
-    grid = np.linspace(0, 1, 50)
-    ax.plot(grid, fit["slope"] * grid + fit["intercept"], "r-", label=f"R$^2$={fit['r2']:.3f}")
+    kept, _, xs = predictors(records, result["params"], variant)
+    plot_fit(ax, xs["SMI"], [r["acc"] for r in kept], result["fit"]["methods"]["SMI"], "SMI")
     ax.set(xlabel="SMI", ylabel="CBQA accuracy", title=f"size {result['size']} ({result['params']:,})")
     ax.legend()
   fig.tight_layout()

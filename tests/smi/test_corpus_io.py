@@ -18,7 +18,8 @@ def test_text_lines_jsonl_and_parquet(tmp_path):
 
 
 @pytest.mark.parametrize("name,content,message", [
-    ("c.jsonl", '{"text": "ok"}\n{"text": 3}\n', "c.jsonl:2: expected an object with a string 'text'"),
+    ("c.jsonl", '{"text": "ok"}\n{"text": 3}\n',
+     "c.jsonl:2: expected an object with a string 'text'"),
     ("c.jsonl", '{"text": "ok"}\n{"text": "a\n', "c.jsonl:2: invalid JSON"),
     ("c.txt", b"ok\n\xff\n", "c.txt:2: invalid UTF-8"),
     ("c.csv", "text\n", "c.csv: unknown corpus file type; expected one of .jsonl, .json, .txt"),

@@ -39,12 +39,13 @@ def _record(n_both, n_subj, n_obj, acc, n_docs=64):
           "n_obj": n_obj, "n_both": n_both, "acc": acc}
 
 
-# Kept, with MI and its quantization worked out by hand (N = 64):
-#   A: p_so=1/8, p_s=1/8, p_o=1/4:  MI = 1/8*log2(4) = 1/4,              q(MI) = -2.0, q(N_so=8) = 3.0
-#   B: p_so=1/32, p_s=p_o=1/16:     MI = 1/32*log2(8) = 3/32, 5log2=-17.08 -> q = -3.4, q(2) = 1.0
-#   F: p_so=p_s=p_o=1/16:           MI = 1/16*log2(16) = 1/4,             q(MI) = -2.0, q(4) = 2.0
-#   G: p_so=3/64,p_s=3/64,p_o=6/64: MI = 3/64*log2(32/3) = 0.16008,
-#                                   5log2 = -13.22 -> -13 -> q = -2.6 (not -2.8); 5log2(3)=7.9 -> q = 1.4
+# Kept, with MI and its quantization q worked out by hand (N = 64):
+#   A: p_so=1/8, p_s=1/8, p_o=1/4:   MI = 1/8*log2(4) = 1/4,  q(MI) = -2.0;  q(N_so=8) = 3.0
+#   B: p_so=1/32, p_s=p_o=1/16:      MI = 1/32*log2(8) = 3/32, 5*log2 = -17.08 -> -17,
+#                                    q(MI) = -3.4 (floor would give -3.6);  q(2) = 1.0
+#   F: p_so=p_s=p_o=1/16:            MI = 1/16*log2(16) = 1/4,  q(MI) = -2.0;  q(4) = 2.0
+#   G: p_so=p_s=3/64, p_o=6/64:      MI = 3/64*log2(32/3) = 0.16008, 5*log2 = -13.22 -> -13,
+#                                    q(MI) = -2.6 (not -2.8);  5*log2(3) = 7.92 -> q(3) = 1.4
 # Dropped: C (MI = 0: object in every document), D (N_so = 0), E (MI < 0).
 RECORDS = [
     _record(8, 8, 16, acc=0.9),  # A

@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import r2_score
+
+from jaxlab.config import ConfigError, apply_overrides, load_config
+from jaxlab.experiments import spiking
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_MODEL = {"model.d_model": 16, "model.n_heads": 2, "model.n_layers": 1, "model.mlp_ratio": 2}
+TINY_DATA = {
+    "order": {"data.length": 16, "data.near": 2, "data.far": 6, "data.num_train": 64,
+              "data.num_test": 40},
+    "forecast": {"data.window": 16},
+    "digits": {},
+}
+
+
+def _config(name, arg, **overrides):
+  config = load_config(f"{REPO}/configs/{name}.py:{arg}")
+  task = config.task
+  settings = {**TINY_MODEL, **TINY_DATA[task], "train.batch_size": 32,
+              "train.eval_batch_size": 64, **overrides}
+  apply_overrides(config, [(k, str(v)) for k, v in settings.items()])
+  return config
+
+
+def test_launch_trains_evaluates_and_writes_the_summary(tmp_path):
+  workdir = tmp_path / "run"
+  args = [f"--config.{k}={v}" for k, v in {**TINY_MODEL, **TINY_DATA["order"],
+                                            "train.batch_size": 32}.items()]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxlab.launch", "--config", "configs/spiking_order.py:pe=log,epochs=2",
+       "--workdir", str(workdir), *args], cwd=REPO, env=env, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["metric"] == "test_accuracy" and 0 <= summary["test_accuracy"] <= 1
+  assert (summary["pe"], summary["attention"], summary["epochs_done"]) == ("log", "xnor", 2)
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [row["step"] for row in rows] == [1, 2] and "test_accuracy" in rows[-1]
+  assert (workdir / "checkpoints").is_dir()
+
+
+def test_resumed_run_repeats_an_uninterrupted_one(tmp_path):
+  straight = spiking.run(_config("spiking_order", "pe=gray,epochs=2"), str(tmp_path / "a"))
+  spiking.run(_config("spiking_order", "pe=gray,epochs=2", **{"train.epochs": 1}),
+              str(tmp_path / "b"))
+  resumed = spiking.run(_config("spiking_order", "pe=gray,epochs=2"), str(tmp_path / "b"))
+  assert resumed["steps"] == straight["steps"] == 4
+  for key in ("loss", "test_loss", "test_accuracy"):
+    assert resumed[key] == straight[key]
+
+
+def test_forecast_reports_r2_and_rse(tmp_path):
+  summary = spiking.run(_config("spiking_forecast", "pe=conv,epochs=1"), str(tmp_path))
+  assert summary["metric"] == "test_r2"
+  # One-step forecasts: RSE^2 = 1 - R^2.
+  assert summary["test_rse"] ** 2 == pytest.approx(1 - summary["test_r2"], rel=1e-4)
+
+
+def test_digits_dry_run_compiles_with_2d_gray_codes(tmp_path):
+  result = spiking.dry_run(_config("spiking_digits", "pe=gray2d"), str(tmp_path))
+  assert result["input_shape"] == [32, 4, 4, 4] and result["attention"] == "xnor"
+  assert (tmp_path / "dry_run.json").exists()
+
+
+def test_metrics_agree_with_scikit_learn():
+  rng = np.random.RandomState(0)
+  targets = rng.randn(50, 3)
+  predictions = targets + 0.5 * rng.randn(50, 3)
+  assert spiking.r_squared(targets, predictions) == pytest.approx(r2_score(targets, predictions))
+  expected_rse = np.sqrt(((targets - predictions) ** 2).sum() / ((targets - targets.mean()) ** 2).sum())
+  assert spiking.root_relative_squared_error(targets, predictions) == pytest.approx(expected_rse)
+
+
+@pytest.mark.parametrize("name,arg,overrides,message", [
+    ("spiking_order", "pe=gray2d", {}, "model.pe='gray2d' needs a 2D token grid"),
+    ("spiking_order", "pe=rope", {}, "unknown model.pe 'rope'"),
+    ("spiking_order", "pe=gray", {"model.gray_bits": 3}, "model.gray_bits=3 cannot code"),
+    ("spiking_order", "pe=none", {"data.far": 40}, "near < far < length"),
+    ("spiking_order", "pe=none", {"train.batch_size": 100}, "exceeds the 64 training examples"),
+    ("spiking_digits", "pe=gray", {"data.patch_size": 3}, "does not divide the 8x8 digits"),
+    ("spiking_forecast", "pe=log", {"data.series": "nile"}, "unknown data.series 'nile'"),
+])
+def test_bad_configs_fail_validation_in_one_line(name, arg, overrides, message):
+  with pytest.raises(ConfigError) as error:
+    spiking.validate(_config(name, arg, **overrides))
+  assert message in str(error.value) and "\n" not in str(error.value)
