@@ -35,7 +35,8 @@ class Tokenizer(Protocol):
     ...
 
   def decode(self, ids: Sequence[int]) -> str:
-    """Text of `ids`, skipping pad/BOS/EOS."""
+    """Text of `ids`, skipping pad/BOS/EOS and ids past the vocabulary (a model whose vocab is
+    padded beyond the tokenizer's can sample those)."""
     ...
 
 
@@ -52,7 +53,7 @@ class ByteTokenizer:
     return [b + self._OFFSET for b in text.encode("utf-8")]
 
   def decode(self, ids: Sequence[int]) -> str:
-    data = bytes(int(i) - self._OFFSET for i in ids if int(i) >= self._OFFSET)
+    data = bytes(int(i) - self._OFFSET for i in ids if self._OFFSET <= int(i) < self.vocab_size)
     return data.decode("utf-8", errors="replace")
 
 
@@ -92,7 +93,8 @@ class SentencePieceTokenizer:
 
   def decode(self, ids: Sequence[int]) -> str:
     special = {self.pad_id, self.bos_id, self.eos_id}
-    return self._processor.decode([int(i) for i in ids if int(i) not in special])
+    return self._processor.decode(
+        [int(i) for i in ids if int(i) not in special and int(i) < self.vocab_size])
 
 
 class HFTokenizer:
@@ -134,7 +136,7 @@ class HFTokenizer:
 
   def decode(self, ids: Sequence[int]) -> str:
     special = {self.pad_id, self.bos_id, self.eos_id}
-    kept = [int(i) for i in ids if int(i) not in special]
+    kept = [int(i) for i in ids if int(i) not in special and int(i) < self.vocab_size]
     return self._tokenizer.decode(kept, skip_special_tokens=False)
 
 

@@ -45,10 +45,10 @@ def reference_backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do):
   """(dq, dk, dv) from the saved lse, the same math as the kernels on whole matrices."""
   batch, q_len, heads, dim = q.shape
   kv_heads = k.shape[2]
-  mask = attention_mask(q_pos, kv_pos, q_seg, kv_seg)[:, None, None]
-  s = _grouped_scores(q, k, mask[:, 0, 0])
+  mask = attention_mask(q_pos, kv_pos, q_seg, kv_seg)
+  s = _grouped_scores(q, k, mask)
   lse = lse.reshape(batch, kv_heads, heads // kv_heads, q_len)[..., None]
-  p = jnp.where(mask, jnp.exp(s - lse), 0.0)
+  p = jnp.where(mask[:, None, None], jnp.exp(s - lse), 0.0)
   grouped = (batch, q_len, kv_heads, heads // kv_heads, dim)
   do_g = do.reshape(grouped)
   delta = jnp.einsum("btkgd,btkgd->bkgt", out.reshape(grouped).astype(jnp.float32),
@@ -69,13 +69,13 @@ class _Impl:
   gpu_blocks: attention_gpu.GpuBlocks
 
   def forward(self, *args):
-    return dispatch(self.target,
+    return dispatch("flash_attention", self.target,
                     tpu=functools.partial(attention_tpu.forward, blocks=self.tpu_blocks),
                     gpu=functools.partial(attention_gpu.forward, blocks=self.gpu_blocks),
                     reference=reference_forward)(*args)
 
   def backward(self, *args):
-    return dispatch(self.target,
+    return dispatch("flash_attention", self.target,
                     tpu=functools.partial(attention_tpu.backward, blocks=self.tpu_blocks),
                     gpu=functools.partial(attention_gpu.backward, blocks=self.gpu_blocks),
                     reference=reference_backward)(*args)
@@ -108,7 +108,8 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Ar
   `jaxlab.models.attention.attention_mask`; `target` as in `jaxlab.kernels.dispatch`."""
   target = resolve_target(target)
   if q.shape[1] == 1:
-    warn_once("flash_attention", "single-token decode (T=1) is cheaper unblocked")
+    warn_once("flash_attention", "single-token decode (T=1) uses xla_attention: one query "
+                                 "row would be padded to a whole query block")
     target = "reference"
   if target == "reference":
     return xla_attention(q, k, v, q_index=q_index, kv_index=kv_index,

@@ -33,11 +33,12 @@ def resolve_target(target: str | None) -> str:
   return target
 
 
-def dispatch(target: str | None, *, tpu: Callable[..., _T], gpu: Callable[..., _T],
+def dispatch(kernel: str, target: str | None, *, tpu: Callable[..., _T], gpu: Callable[..., _T],
              reference: Callable[..., _T],
              default: Callable[..., _T] | None = None) -> Callable[..., _T]:
-  """The implementation for `target`. `tpu` and `gpu` take a keyword `interpret: bool`;
-  `default` (the reference unless given) serves other platforms under "auto"."""
+  """The implementation of `kernel` for `target`. `tpu` and `gpu` take a keyword
+  `interpret: bool`; `default` (the reference unless given) serves other platforms under
+  "auto", which logs once when the default backend is such a platform."""
   target = resolve_target(target)
   if target == "reference":
     return reference
@@ -45,13 +46,17 @@ def dispatch(target: str | None, *, tpu: Callable[..., _T], gpu: Callable[..., _
     return functools.partial(tpu, interpret=target.endswith("interpret"))
   if target.startswith("gpu"):
     return functools.partial(gpu, interpret=target.endswith("interpret"))
+  backend = jax.default_backend()
+  if backend not in ("tpu", "gpu"):
+    warn_once(kernel, f"the default backend is {backend}, so programs lowered for it run the "
+                      "jnp implementation (TPU/GPU lowerings get the Pallas kernels)")
   return lambda *args: jax.lax.platform_dependent(
       *args, tpu=functools.partial(tpu, interpret=False),
       cuda=functools.partial(gpu, interpret=False), default=default or reference)
 
 
 def warn_once(kernel: str, reason: str) -> None:
-  """Logs, once per (kernel, reason), that a kernel fell back to its reference and why."""
+  """Logs, once per (kernel, reason), that a kernel does not run its Pallas version and why."""
   if (kernel, reason) not in _warned:
     _warned.add((kernel, reason))
-    _logger.warning("%s: using the reference implementation: %s", kernel, reason)
+    _logger.warning("%s: %s", kernel, reason)

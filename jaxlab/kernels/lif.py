@@ -110,24 +110,23 @@ class _Impl:
   block_rows: int  # TPU: rows of 128 neurons per tile
   block_gpu: int  # GPU: neurons per tile
 
-  def forward(self, x, neuron):
-    def kernel(platform, block, x, interpret):
-      return _tiled_call(functools.partial(_fwd_kernel, neuron=neuron), [x],
-                         [x.dtype, jnp.float32], platform=platform, block=block,
-                         interpret=interpret, name="lif_fwd")
+  def _pick(self, kernel, out_dtypes, reference, name):
+    def run(platform, block, *arrays, interpret):
+      return tuple(_tiled_call(kernel, list(arrays), out_dtypes(*arrays), platform=platform,
+                               block=block, interpret=interpret, name=name))
 
-    return dispatch(self.target, tpu=functools.partial(kernel, "tpu", self.block_rows),
-                    gpu=functools.partial(kernel, "gpu", self.block_gpu),
-                    reference=functools.partial(scan_forward, neuron=neuron))(x)
+    return dispatch("lif_multistep", self.target,
+                    tpu=functools.partial(run, "tpu", self.block_rows),
+                    gpu=functools.partial(run, "gpu", self.block_gpu), reference=reference)
+
+  def forward(self, x, neuron):
+    return self._pick(functools.partial(_fwd_kernel, neuron=neuron),
+                      lambda x: [x.dtype, jnp.float32],
+                      functools.partial(scan_forward, neuron=neuron), "lif_fwd")(x)
 
   def backward(self, h, ds, neuron):
-    def kernel(platform, block, h, ds, interpret):
-      return _tiled_call(functools.partial(_bwd_kernel, neuron=neuron), [h, ds], [ds.dtype],
-                         platform=platform, block=block, interpret=interpret, name="lif_bwd")[0]
-
-    return dispatch(self.target, tpu=functools.partial(kernel, "tpu", self.block_rows),
-                    gpu=functools.partial(kernel, "gpu", self.block_gpu),
-                    reference=functools.partial(scan_backward, neuron=neuron))(h, ds)
+    return self._pick(functools.partial(_bwd_kernel, neuron=neuron), lambda h, ds: [ds.dtype],
+                      functools.partial(scan_backward, neuron=neuron), "lif_bwd")(h, ds)
 
 
 def scan_forward(x, *, neuron: _Neuron):
@@ -137,17 +136,17 @@ def scan_forward(x, *, neuron: _Neuron):
     s = neuron.fire(h)
     return neuron.reset(h, s), (s.astype(x.dtype), h)
 
-  return list(jax.lax.scan(step, jnp.full(x.shape[1:], neuron.v_reset, jnp.float32), x)[1])
+  return jax.lax.scan(step, jnp.full(x.shape[1:], neuron.v_reset, jnp.float32), x)[1]
 
 
 def scan_backward(h, ds, *, neuron: _Neuron):
-  """The kernels' backward as a reverse jnp scan: dX."""
+  """The kernels' backward as a reverse jnp scan: (dX,)."""
   def step(dv, inputs):
     h_t, ds_t = inputs
     dh = neuron.charge_grad(h_t, ds_t.astype(jnp.float32), dv)
     return dh * (1 - 1 / neuron.tau), (dh / neuron.tau).astype(ds.dtype)
 
-  return jax.lax.scan(step, jnp.zeros(h.shape[1:], jnp.float32), (h, ds), reverse=True)[1]
+  return (jax.lax.scan(step, jnp.zeros(h.shape[1:], jnp.float32), (h, ds), reverse=True)[1],)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
@@ -161,7 +160,7 @@ def _lif_fwd(x, neuron, impl):
 
 
 def _lif_bwd(neuron, impl, charges, ds):
-  return (impl.backward(charges, ds, neuron),)
+  return impl.backward(charges, ds, neuron)
 
 
 _lif.defvjp(_lif_fwd, _lif_bwd)

@@ -101,7 +101,7 @@ class _Impl:
     sizes = dict(chunk_size=self.chunk_size)
     tpu = functools.partial(tpu, block_tokens=self.block_tokens, **sizes)
     chunked = functools.partial(chunked, **sizes)
-    return dispatch(self.target, tpu=tpu, gpu=lambda *a, interpret: chunked(*a),
+    return dispatch("linear_cross_entropy", self.target, tpu=tpu, gpu=lambda *a, interpret: chunked(*a),
                     reference=reference, default=chunked)
 
   def forward(self, *args):

@@ -50,7 +50,7 @@ class _Impl:
 
   def _call(self, tpu, gpu, reference, *args):
     sizes = dict(dim=self.dim, block_q=self.block_q, block_kv=self.block_kv)
-    return dispatch(self.target, tpu=functools.partial(tpu, **sizes),
+    return dispatch("xnor_attention", self.target, tpu=functools.partial(tpu, **sizes),
                     gpu=functools.partial(gpu, **sizes), reference=reference)(*args)
 
   def forward(self, q, k, v):

@@ -66,3 +66,9 @@ def test_build_tokenizer_rejects_bad_kind_and_missing_file(tmp_path):
   for kind in ("sentencepiece", "hf"):
     with pytest.raises(ValueError, match="file not found.*nope.model"):
       build_tokenizer(ml_collections.ConfigDict({"kind": kind, "path": missing}))
+
+
+def test_byte_decode_ignores_ids_past_the_vocabulary():
+  tokenizer = ByteTokenizer()
+  ids = tokenizer.encode("hi") + [tokenizer.vocab_size, tokenizer.vocab_size + 4]
+  assert tokenizer.decode(ids) == "hi"
