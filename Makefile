@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	rm -rf $(WORKDIR)
-	JAX_PLATFORMS=cpu $(PY) -m jaxlab.launch --config configs/smi_tiny.py --workdir $(WORKDIR)
+	JAX_PLATFORMS=cpu $(PY) -m jaxlab.launch --config configs/smi_scaling.py --workdir $(WORKDIR)
 
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest tests

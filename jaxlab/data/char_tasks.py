@@ -20,7 +20,8 @@ _OUTSIDE_ALPHABET = re.compile("[^" + re.escape(ALPHABET) + "]")
 
 @dataclasses.dataclass(frozen=True)
 class SequenceSplit:
-  """inputs and targets [N, T] int32 token ids; targets[:, t] is the character after inputs[:, t]."""
+  """inputs and targets [N, T] int32 token ids; targets[:, t] is the character after
+  inputs[:, t]."""
   inputs: np.ndarray
   targets: np.ndarray
 

@@ -6,6 +6,11 @@ online softmax; the forward saves only the output and the per-row logsumexp for 
 TPU runs our own Mosaic kernels (`attention_tpu`), GPU our own Triton kernels (`attention_gpu`),
 other platforms the jnp reference below, chosen by `dispatch`. Single-token decode falls back to
 `xla_attention` (one query row would be padded to a whole query block).
+
+Under a multi-device mesh (`jax.set_mesh` with flax logical axis rules, as the trainer sets up)
+the kernels run per device through `jax.shard_map` over the model's activation sharding: batch
+and heads split, which is exact for attention. The SPMD partitioner cannot split a Pallas call
+itself and would replicate it on every device.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec
 
 from jaxlab.kernels import attention_gpu, attention_tpu
 from jaxlab.kernels.dispatch import dispatch, resolve_target, warn_once
@@ -99,6 +107,42 @@ def _attention_bwd(impl, residuals, do):
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
+_Q_AXES = ("act_batch", "act_length", "act_heads", "act_head_dim")
+_KV_AXES = ("act_batch", "act_length", "act_kv_heads", "act_head_dim")
+
+
+def _unsplittable(mesh, q_spec, kv_spec, q_shape, kv_shape) -> str | None:
+  """Why per-device attention over these specs would be wrong or impossible (None if fine)."""
+  if any(spec[i] is not None for spec in (q_spec, kv_spec) for i in (1, 3)):
+    return "the sequence or head_dim axis is sharded"
+  if q_spec[0] != kv_spec[0] or q_spec[2] != kv_spec[2]:
+    return "query and key/value heads (or batch) are sharded differently"
+  for axes, dims in ((q_spec[0], (q_shape[0],)), (q_spec[2], (q_shape[2], kv_shape[2]))):
+    names = axes if isinstance(axes, tuple) else (axes,) if axes else ()
+    if any(n not in mesh.shape for n in names):
+      return f"the rules name mesh axes {names} that the mesh {tuple(mesh.shape)} lacks"
+    if any(d % int(np.prod([mesh.shape[n] for n in names])) for d in dims):
+      return f"a dimension of {dims} does not divide over mesh axes {names}"
+  return None
+
+
+def _per_device(call, q, k, v, *ids):
+  """`call` once per device of the current mesh, over the activation sharding rules."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return call(q, k, v, *ids)
+  q_spec = nn.logical_to_mesh_axes(_Q_AXES) or PartitionSpec(None, None, None, None)
+  kv_spec = nn.logical_to_mesh_axes(_KV_AXES) or PartitionSpec(None, None, None, None)
+  reason = _unsplittable(mesh, q_spec, kv_spec, q.shape, k.shape)
+  if reason:
+    warn_once("flash_attention", f"runs unsplit on a {mesh.size}-device mesh (XLA replicates "
+                                 f"it) because {reason}")
+    return call(q, k, v, *ids)
+  ids_spec = PartitionSpec(q_spec[0], None)
+  return jax.shard_map(call, mesh=mesh, in_specs=(q_spec, kv_spec, kv_spec) + (ids_spec,) * 4,
+                       out_specs=q_spec, check_vma=False)(q, k, v, *ids)
+
+
 def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Array,
                     kv_index: jax.Array, q_segment_ids: jax.Array, kv_segment_ids: jax.Array,
                     target: str | None = None,
@@ -114,5 +158,6 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Ar
   if target == "reference":
     return xla_attention(q, k, v, q_index=q_index, kv_index=kv_index,
                          q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
-  return _attention(q, k, v, q_index, q_segment_ids, kv_index, kv_segment_ids,
-                    _Impl(target, tpu_blocks, gpu_blocks))
+  impl = _Impl(target, tpu_blocks, gpu_blocks)
+  return _per_device(lambda *args: _attention(*args, impl), q, k, v, q_index, q_segment_ids,
+                     kv_index, kv_segment_ids)

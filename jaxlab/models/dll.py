@@ -6,8 +6,9 @@ convention: u is (B, in), W and Theta are (in, out); a conv layer uses the same 
 convolution in place of the matmul.
 
 Inner form (the paper's, the default): v = f(L(u, W)). Given v's cotangent g = -xi_out:
-  delta = xi_out * f'(L(u, W));  xi_in = clip(L^T(delta; Theta))   (Theta, never W, carries
-  the error down);  dW = clip(scale * L_W^T(u; delta));  dTheta = sign * clip(scale * L_W^T(xi_in; delta))
+  delta = xi_out * f'(L(u, W));  xi_in = clip(L^T(delta; Theta))  (Theta, never W, carries
+  the error down);  dW = clip(scale * L_W^T(u; delta));
+  dTheta = sign * clip(scale * L_W^T(xi_in; delta))
 Outer form (the reference code's): v = L(f(u), W), the layer's output is linear, so:
   xi_in = clip(L^T(xi_out; Theta) * f'(u));  dW = clip(scale * L_W^T(f(u); xi_out));
   dTheta = sign * clip(scale * L_W^T(xi_in * f'(u); xi_out))

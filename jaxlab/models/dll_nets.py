@@ -15,7 +15,6 @@ from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from jaxlab.models.dll import Conv2D, LearningRule, layer
@@ -37,10 +36,21 @@ class Net:
   apply: Callable[[Params, jax.Array], jax.Array]
 
 
-def _weights(rng: jax.Array, shape: tuple[int, ...], theta_std: float) -> dict[str, jax.Array]:
-  w_rng, theta_rng = jax.random.split(rng)
-  return {"w": W_STD * jax.random.normal(w_rng, shape),
-          "theta": theta_std * jax.random.normal(theta_rng, shape)}
+def _normals(rng: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Array]:
+  """Standard normal arrays of `shapes` cut from one draw: one random-bits kernel to compile
+  instead of one per tensor (each takes XLA:CPU most of a second)."""
+  sizes = [math.prod(shape) for shape in shapes]
+  flat = jax.random.normal(rng, (sum(sizes),))
+  offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+  return [flat[o:o + n].reshape(shape) for o, n, shape in zip(offsets, sizes, shapes)]
+
+
+def _layers(rng: jax.Array, shapes: Sequence[tuple[int, ...]],
+            theta_std: float) -> list[dict[str, jax.Array]]:
+  """{"w", "theta"} per layer of `shapes`, W ~ N(0, W_STD^2) and Theta ~ N(0, theta_std^2)."""
+  normals = _normals(rng, [*shapes, *shapes])
+  return [{"w": W_STD * w, "theta": theta_std * theta}
+          for w, theta in zip(normals[:len(shapes)], normals[len(shapes):])]
 
 
 def _dense_activations(num_layers: int, form: str) -> list[str]:
@@ -57,8 +67,7 @@ def mlp(widths: Sequence[int], rule: LearningRule) -> Net:
   activations = _dense_activations(len(shapes), rule.form)
 
   def init(rng):
-    rngs = jax.random.split(rng, len(shapes))
-    return [_weights(r, s, DENSE_THETA_STD) for r, s in zip(rngs, shapes)]
+    return _layers(rng, shapes, DENSE_THETA_STD)
 
   def apply(params, x):
     u = x.reshape(x.shape[0], -1)
@@ -93,12 +102,8 @@ def cnn(input_shape: Sequence[int], channels: Sequence[int], pools: Sequence[str
 
   def init(rng):
     conv_rng, dense_rng = jax.random.split(rng)
-    return {
-        "conv": [_weights(r, s, CONV_THETA_STD)
-                 for r, s in zip(jax.random.split(conv_rng, len(conv_shapes)), conv_shapes)],
-        "dense": [_weights(r, s, DENSE_THETA_STD)
-                  for r, s in zip(jax.random.split(dense_rng, len(dense_shapes)), dense_shapes)],
-    }
+    return {"conv": _layers(conv_rng, conv_shapes, CONV_THETA_STD),
+            "dense": _layers(dense_rng, dense_shapes, DENSE_THETA_STD)}
 
   def apply(params, x):
     u = x
@@ -117,12 +122,11 @@ def recurrent(vocab_size: int, hidden: int, rule: LearningRule) -> Net:
   """Character RNN: one-hot tokens [B, T] -> logits [B, T, vocab_size]."""
 
   def init(rng):
-    shapes = {"w_x": (vocab_size, hidden), "w_h": (hidden, hidden), "w_y": (hidden, vocab_size)}
-    w_rngs = jax.random.split(rng, 5)
-    params = {k: W_STD * jax.random.normal(r, s) for r, (k, s) in zip(w_rngs, shapes.items())}
-    params["theta_h"] = RNN_THETA_STD * jax.random.normal(w_rngs[3], shapes["w_h"])
-    params["theta_y"] = RNN_THETA_STD * jax.random.normal(w_rngs[4], shapes["w_y"])
-    return params
+    shapes = {"w_x": (vocab_size, hidden), "w_h": (hidden, hidden), "w_y": (hidden, vocab_size),
+              "theta_h": (hidden, hidden), "theta_y": (hidden, vocab_size)}
+    normals = _normals(rng, list(shapes.values()))
+    return {name: (RNN_THETA_STD if name.startswith("theta") else W_STD) * value
+            for name, value in zip(shapes, normals)}
 
   def apply(params, tokens):
     return rnn(rule, params, jax.nn.one_hot(tokens, vocab_size))

@@ -36,7 +36,7 @@ def param_labels(params: Params) -> Params:
 def build_optimizer(opt_cfg: ml_collections.ConfigDict, total_steps: int,
                     learns_theta: bool) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Adam with separate state per tensor and a linear decay to 0 over `total_steps`; Theta's
-  peak rate is `lr * theta_lr_ratio`, and Theta is left unchanged when the rule does not learn it."""
+  peak rate is `lr * theta_lr_ratio`; Theta is left unchanged when the rule does not learn it."""
   schedule = optax.linear_schedule(opt_cfg.lr, 0.0, total_steps)
 
   def adam(scale: float) -> optax.GradientTransformation:
@@ -55,10 +55,16 @@ def smoothed_cross_entropy_sum(logits: jax.Array, labels: jax.Array, smoothing: 
 
 def create_state(init: Callable[[jax.Array], Params], tx: optax.GradientTransformation,
                  seed: int) -> TrainState:
-  params_rng, data_rng = jax.random.split(jax.random.PRNGKey(seed))
-  params = init(params_rng)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=data_rng)
+  """Parameters from `seed`, fresh optimizer state, and the key that orders the epochs' batches."""
+
+  @jax.jit
+  def create(key):
+    params_rng, data_rng = jax.random.split(key)
+    params = init(params_rng)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=data_rng)
+
+  return create(jax.random.PRNGKey(seed))
 
 
 def make_train_step(apply: Apply, tx: optax.GradientTransformation, smoothing: float):
@@ -100,7 +106,8 @@ def make_train_epoch(train_step, batch_size: int, steps_per_epoch: int):
   return train_epoch
 
 
-def make_accuracy(apply: Apply, eval_batch: int) -> Callable[[Params, np.ndarray, np.ndarray], float]:
+def make_accuracy(apply: Apply,
+                  eval_batch: int) -> Callable[[Params, np.ndarray, np.ndarray], float]:
   """Fraction of correct argmax predictions, over chunks of `eval_batch` examples."""
 
   @jax.jit

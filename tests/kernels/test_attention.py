@@ -3,14 +3,18 @@
 import functools
 import logging
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from jax.sharding import AxisType, Mesh
 
 from jaxlab.kernels.attention import flash_attention
 from jaxlab.kernels.attention_gpu import GpuBlocks
 from jaxlab.kernels.attention_tpu import TpuBlocks
 from jaxlab.models.attention import get_attention, xla_attention
+from jaxlab.parallel.mesh import default_logical_rules
 from tests.kernels.helpers import assert_close, cotangent, fast_jit
 
 # Length 360 leaves ragged tails for every block size below; the packed documents make some
@@ -101,3 +105,23 @@ def test_registered_as_pallas_and_falls_back_for_decode(monkeypatch, caplog):
   expected, expected_decoded = fast_jit(lambda: both(xla_attention))()
   assert_close(out, expected, jnp.float32, "out")
   assert_close(decoded, expected_decoded, jnp.float32, "decode out")
+
+
+def test_runs_per_device_under_the_training_mesh():
+  """With the trainer's mesh and logical rules the kernel is shard_mapped over batch and heads
+  (here 2 x 2 x 2 devices over data, fsdp, tensor) and still matches xla_attention."""
+  q, k, v, masks = _inputs(jnp.float32, 4, 2, length=16, packed_at=(5, 16))
+  q, k, v = [jnp.concatenate([x, x[::-1]]) for x in (q, k, v)]  # batch 4
+  masks = {name: jnp.concatenate([x, x]) for name, x in masks.items()}
+  mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"),
+              axis_types=(AxisType.Auto,) * 3)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(default_logical_rules()):
+    out, grads = fast_jit(lambda *a: _value_and_grads(
+        lambda *b, **m: flash_attention(*b, **m, target="auto"), *a, masks))(q, k, v)
+    assert "shard_map" in str(jax.make_jaxpr(
+        lambda q: flash_attention(q, k, v, **masks, target="auto"))(q))
+  expected_out, expected_grads = fast_jit(
+      lambda *a: _value_and_grads(xla_attention, *a, masks))(q, k, v)
+  assert_close(out, expected_out, jnp.float32, "out")
+  for name, got, want in zip("qkv", grads, expected_grads):
+    assert_close(got, want, jnp.float32, f"d{name}")

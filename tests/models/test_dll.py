@@ -41,7 +41,10 @@ def _np_mlp_updates(params, x, labels, form, sign, clip, scale=2.0):
   ws = [np.asarray(p["w"], np.float64) for p in params]
   thetas = [np.asarray(p["theta"], np.float64) for p in params]
   n = len(ws)
-  acts = (["tanh"] * (n - 1) + ["identity"]) if form == "inner" else (["identity"] + ["tanh"] * (n - 1))
+  if form == "inner":
+    acts = ["tanh"] * (n - 1) + ["identity"]
+  else:
+    acts = ["identity"] + ["tanh"] * (n - 1)
   f = {"tanh": np.tanh, "identity": lambda v: v}
   fp = {"tanh": _np_tanh_prime, "identity": np.ones_like}
   us = [np.asarray(x, np.float64).reshape(len(x), -1)]
@@ -226,7 +229,8 @@ def test_error_sent_down_depends_on_theta_not_on_w():
 
   base = input_cotangent(w, theta)
   np.testing.assert_allclose(base, g @ theta.T, rtol=1e-5)  # -xi_in = -(xi_out Theta^T)
-  np.testing.assert_array_equal(input_cotangent(w + rng.randn(4, 5).astype(np.float32), theta), base)
+  other_w = w + rng.randn(4, 5).astype(np.float32)
+  np.testing.assert_array_equal(input_cotangent(other_w, theta), base)
   assert not np.allclose(input_cotangent(w, theta + 1.0), base)
   assert not np.allclose(base, g @ w.T)
 
@@ -239,7 +243,8 @@ def test_upstream_updates_follow_theta_of_the_layer_above():
   changed = [dict(p) for p in params]
   changed[2]["theta"] = params[2]["theta"] * -1.5
   moved = _loss_grads(net, changed, x, labels)
-  assert not np.allclose(moved[0]["w"], base[0]["w"]) and not np.allclose(moved[1]["w"], base[1]["w"])
+  assert not np.allclose(moved[0]["w"], base[0]["w"])
+  assert not np.allclose(moved[1]["w"], base[1]["w"])
   np.testing.assert_array_equal(moved[2]["w"], base[2]["w"])  # the top layer's own update is local
   np.testing.assert_array_equal(base[0]["theta"], 0.0)  # Theta_0 never changes (xi_0 = 0)
 

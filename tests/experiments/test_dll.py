@@ -1,0 +1,120 @@
+"""The `dll` experiment: config args, validation errors, tiny runs, resume, and one launch."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from jaxlab.config import ConfigError, apply_overrides, load_config
+from jaxlab.experiments import dll
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = ("configs/dll_mlp.py", "configs/dll_cnn.py", "configs/dll_rnn.py")
+
+
+def _config(spec, **overrides):
+  config = load_config(os.path.join(REPO, spec))
+  apply_overrides(config, [(k, str(v)) for k, v in overrides.items()])
+  return config
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+@pytest.mark.parametrize("method", ["bp", "fa", "dll", "dll_fa"])
+def test_every_config_takes_every_method(path, method):
+  config = _config(f"{path}:{method}")
+  assert config.method == method and config.experiment == "dll"
+  dll.validate(config, dry_run=True)
+
+
+@pytest.mark.parametrize("arg,method,seed", [
+    ("", "dll", 0), ("bp", "bp", 0), ("dll_fa,seed=2", "dll_fa", 2), ("method=fa", "fa", 0)])
+def test_method_arg(arg, method, seed):
+  config = dll.parse_method_arg(arg, seed=0)
+  assert (config.method, config.seed) == (method, seed)
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("nope", "unknown config argument 'nope'"),
+    ("bp,fa", "config arg names several methods: bp, fa"),
+    ("method=pc", "unknown method 'pc'; choose one of bp, fa, dll, dll_fa"),
+])
+def test_bad_method_arg_is_one_line(arg, message):
+  with pytest.raises(ConfigError, match=message) as info:
+    dll.parse_method_arg(arg, seed=0)
+  assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec,overrides,message", [
+    ("configs/dll_mlp.py", {"method": "pc"}, "unknown method 'pc'"),
+    ("configs/dll_mlp.py", {"rule.theta_sign": 2.0}, "theta_sign must be +1 or -1"),
+    ("configs/dll_mlp.py", {"rule.form": "middle"}, "unknown DLL form 'middle'"),
+    ("configs/dll_cnn.py", {"rule.form": "outer"},
+     "rule.form='outer' is available for model.kind='mlp' only"),
+    ("configs/dll_cnn.py", {"model.pools": "('max',)"}, "model.pools needs one entry per"),
+    ("configs/dll_rnn.py", {"data.name": "digits"},
+     "model.kind='rnn' goes with data.name='stdlib_text'"),
+    ("configs/dll_mlp.py", {"train.epochs": 0}, "train.epochs must be at least 1"),
+    ("configs/dll_mlp.py", {"data.name": "mnist", "data.npz_path": "/nonexistent/mnist.npz"},
+     "data.npz_path: no file /nonexistent/mnist.npz"),
+])
+def test_bad_config_is_one_line(spec, overrides, message):
+  with pytest.raises(ConfigError, match=re.escape(message)) as info:
+    dll.validate(_config(spec, **overrides))
+  assert "\n" not in str(info.value)
+
+
+def _read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_mlp_run_writes_summary_and_resumes_exactly(tmp_path):
+  config = _config("configs/dll_mlp.py:dll", **{"train.epochs": 2, "checkpoint.every": 1})
+  whole = dll.run(config, str(tmp_path / "whole"))
+  assert whole["test_accuracy"] > 0.6 and whole["steps_per_epoch"] == 1437 // 64
+  assert json.loads((tmp_path / "whole" / "summary.json").read_text()) == whole
+  assert [row["step"] for row in _read_metrics(tmp_path / "whole")] == [1, 2]
+
+  # Interrupted after epoch 1: the rerun restores it and finishes with the same parameters.
+  resumed_dir = tmp_path / "resumed"
+  dll.run(config, str(resumed_dir))
+  shutil.rmtree(resumed_dir / "checkpoints" / "2")
+  resumed = dll.run(config, str(resumed_dir))
+  assert resumed["test_accuracy"] == whole["test_accuracy"]
+  assert resumed["final_train_loss"] == whole["final_train_loss"]
+  assert [row["step"] for row in _read_metrics(resumed_dir)] == [1, 2, 2]
+
+
+@pytest.mark.parametrize("spec,overrides", [
+    ("configs/dll_cnn.py:dll", {"model.channels": "(4, 4, 4)", "model.hidden": "(8,)"}),
+    ("configs/dll_rnn.py:dll_fa", {"model.hidden": 16, "data.max_chars": 4000,
+                                   "data.validation_fraction": 0.1}),
+])
+def test_cnn_and_rnn_runs(tmp_path, spec, overrides):
+  config = _config(spec, **{"train.epochs": 1, **overrides})
+  summary = dll.run(config, str(tmp_path))
+  assert 0.0 < summary["test_accuracy"] <= 1.0
+  assert ("validation_accuracy" in summary) == ("data.validation_fraction" in overrides)
+
+
+def test_dry_run_compiles_without_data(tmp_path):
+  config = _config("configs/dll_cnn.py:dll", **{"data.name": "cifar10"})
+  dll.validate(config, dry_run=True)
+  result = dll.dry_run(config, str(tmp_path))
+  assert result["params"] > 0 and json.loads((tmp_path / "dry_run.json").read_text()) == result
+
+
+def test_launch_end_to_end(tmp_path):
+  workdir = tmp_path / "run"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxlab.launch", "--config", "configs/dll_mlp.py:dll_fa",
+       "--workdir", str(workdir), "--config.train.epochs=1"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["method"] == "dll_fa" and 0.0 < summary["test_accuracy"] <= 1.0
