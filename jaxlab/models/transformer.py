@@ -28,6 +28,7 @@ REMAT_POLICIES = {
     "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
     "everything": jax.checkpoint_policies.everything_saveable,
 }
+LOSS_IMPLS = ("xla", "fused")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -48,6 +49,7 @@ class TransformerConfig:
   dtype: str = "float32"
   remat_policy: str = "none"
   attention_impl: str = "xla"
+  loss_impl: str = "xla"  # xla: full logits; fused: vocabulary-chunked linear + CE kernel
   init_std: float = 0.02
 
   @property
@@ -73,6 +75,8 @@ class TransformerConfig:
       if getattr(self, name) not in DTYPES:
         raise ValueError(f"unknown model.{name} {getattr(self, name)!r}; choose from {sorted(DTYPES)}")
     get_attention(self.attention_impl)
+    if self.loss_impl not in LOSS_IMPLS:
+      raise ValueError(f"unknown model.loss_impl {self.loss_impl!r}; choose from {sorted(LOSS_IMPLS)}")
 
 
 def _init(cfg: TransformerConfig, names: tuple[str | None, ...]):
@@ -168,6 +172,9 @@ class DecoderLayer(nn.Module):
 class Transformer(nn.Module):
   """The LM. `__call__(tokens, segment_ids, positions, cache=None) -> (logits, new_cache)`.
 
+  With `return_hidden=True` (training without a cache) it returns `(final hidden states, output
+  head [d_model, vocab])` instead of logits, for losses that fuse the projection.
+
   Without a cache the sequence attends causally within segments. With a cache (from
   `init_cache`) the tokens are written at `cache["index"]` and attend to everything cached.
   """
@@ -175,7 +182,8 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: jax.Array, segment_ids: jax.Array | None = None,
-               positions: jax.Array | None = None, cache: Cache | None = None):
+               positions: jax.Array | None = None, cache: Cache | None = None,
+               return_hidden: bool = False):
     cfg = self.cfg
     batch, length = tokens.shape
     if segment_ids is None:
@@ -216,6 +224,8 @@ class Transformer(nn.Module):
     else:
       head = self.param("lm_head", _init(cfg, ("embed", "vocab")),
                         (cfg.d_model, cfg.vocab_size), DTYPES[cfg.param_dtype])
+    if return_hidden:
+      return x, head.astype(DTYPES[cfg.dtype])
     logits = jnp.einsum("btd,dv->btv", x, head.astype(DTYPES[cfg.dtype]))
     logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
     if cache is None:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxlab.kernels.linear_ce import fused_linear_cross_entropy
 from jaxlab.objectives.lm import weighted_cross_entropy
 from jaxlab.train.state import TrainState
 
@@ -17,9 +18,19 @@ BATCH_AXES = ("act_batch", "act_length")
 
 
 def lm_loss_sums(model: nn.Module, params: Any, batch: Batch) -> tuple[jax.Array, jax.Array]:
-  """(sum of weighted token losses, sum of weights) of one (micro)batch."""
-  logits, _ = model.apply({"params": params}, batch["inputs"], batch["segment_ids"],
-                          batch["positions"])
+  """(sum of weighted token losses, sum of weights) of one (micro)batch.
+
+  `model.cfg.loss_impl == "fused"` computes the output projection and the loss together in
+  vocabulary chunks, never materializing the [tokens, vocab] logits.
+  """
+  inputs = (batch["inputs"], batch["segment_ids"], batch["positions"])
+  if model.cfg.loss_impl == "fused":
+    hidden, head = model.apply({"params": params}, *inputs, return_hidden=True)
+    loss_sum, weight_sum, _ = fused_linear_cross_entropy(
+        hidden.reshape(-1, hidden.shape[-1]), head, batch["targets"].reshape(-1),
+        batch["loss_weights"].reshape(-1).astype(jnp.float32))
+    return loss_sum, weight_sum
+  logits, _ = model.apply({"params": params}, *inputs)
   return weighted_cross_entropy(logits, batch["targets"], batch["loss_weights"])
 
 

@@ -65,3 +65,16 @@ def test_gradient_accumulation_matches_the_large_batch(microbatches):
   np.testing.assert_allclose(acc_norms, big_norms, rtol=2e-4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=5e-4),
                acc_state.params, big_state.params)
+
+
+def test_fused_linear_cross_entropy_matches_full_logits():
+  devices = jax.devices()[:2]
+  full = tiny_config()
+  full.mesh.update(data=2)
+  fused = tiny_config()
+  fused.mesh.update(data=2)
+  fused.model.loss_impl = "fused"
+  full_losses, full_norms, _ = _losses(full, devices)
+  fused_losses, fused_norms, _ = _losses(fused, devices)
+  np.testing.assert_allclose(fused_losses, full_losses, rtol=1e-5)
+  np.testing.assert_allclose(fused_norms, full_norms, rtol=1e-4)
