@@ -39,6 +39,10 @@ def parse_method_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigD
   the method, everything else goes through jaxlab.config.parse_arg against `defaults`."""
   items = [item for item in (arg or "").split(",") if item]
   named = [item for item in items if item in METHODS]
+  for item in items:
+    if "=" not in item and item not in METHODS and not isinstance(defaults.get(item), bool):
+      raise ConfigError(f"unknown config argument {item!r}; a bare word names the method, one of "
+                        f"{', '.join(METHODS)}")
   if len(named) > 1:
     raise ConfigError(f"config arg names several methods: {', '.join(named)}")
   args = parse_arg(",".join(i for i in items if i not in METHODS), method="dll", **defaults)
