@@ -18,7 +18,7 @@ def _launch(*args, timeout=600):
     (["--config.no_such_key=1"], "error: unknown config key 'no_such_key' (did you mean"),
     (["--config.model.d_modle=1"], "error: unknown config key 'model.d_modle' (did you mean 'model.d_model'?)"),
     (["--config.model.d_model=abc"], "error: config key 'model.d_model' expects int, got 'abc'"),
-    (["--config.experiment=nope"], "error: unknown experiment 'nope'; available: lm_pretrain"),
+    (["--config.experiment=nope"], "error: unknown experiment 'nope'; available: dll, lm_pretrain"),
     (["--config.mesh.data=3", "--config.mesh.fsdp=-1"],
      "error: mesh {'data': 3, 'fsdp': -1, 'tensor': 1} does not divide the 8 available devices"),
     (["--config.mesh.tensor=2"], "error: parameter embedding (259, 128): dimension 259 is not divisible"),

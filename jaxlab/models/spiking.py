@@ -4,7 +4,9 @@ Activations are [T, B, L, D] (time steps first). Every Linear (and the conv-PE c
 followed by BatchNorm over all axes but the features (batch statistics while training, running
 averages at evaluation, kept in the `batch_stats` collection) and a multi-step LIF neuron.
 Inputs are tokens [B, *grid, F] on a 1D (sequence) or 2D (image patches) grid; they are fed
-identically at every time step (direct encoding). The head averages over time and tokens.
+identically at every time step (direct encoding). Heads average over time, then over tokens
+(`head='mean'`, Spikformer's classifier) or flatten the tokens (`head='flatten'`, the usual
+forecasting head, which knows which token is the most recent).
 
 Positional encodings (`pe`): none; conv (Spikformer's convolutional branch in the embedding);
 gray / gray2d (Gray codes of the raster index, or of row and column, appended to every head's
@@ -29,6 +31,7 @@ from jaxlab.models.spiking_neurons import Surrogate, lif_multistep
 
 POSITIONAL_ENCODINGS = ("none", "conv", "gray", "gray2d", "log")
 ATTENTIONS = ("auto", "vanilla", "xnor")
+HEADS = ("mean", "flatten")
 # The paper's pairing: the relative encodings need XNOR attention, the baselines use vanilla SSA.
 XNOR_ENCODINGS = ("gray", "gray2d", "log")
 
@@ -52,6 +55,7 @@ class SpikformerConfig:
   qk_scale: float = 0.125
   xnor_scale_init: float = -4.0
   bn_momentum: float = 0.9
+  head: str = "mean"
 
   @property
   def attention_kind(self) -> str:
@@ -78,6 +82,8 @@ class SpikformerConfig:
       raise ValueError(f"unknown model.attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
     if self.pe in XNOR_ENCODINGS and self.attention_kind != "xnor":
       raise ValueError(f"model.pe={self.pe!r} needs model.attention='xnor' (or 'auto')")
+    if self.head not in HEADS:
+      raise ValueError(f"unknown model.head {self.head!r}; choose from {', '.join(HEADS)}")
     if self.d_model % self.n_heads:
       raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
     self.neuron_surrogate  # noqa: B018  (raises for an unknown surrogate)
@@ -200,4 +206,9 @@ class Spikformer(nn.Module):
     x = SpikingEmbedding(self.cfg, name="embedding")(tokens, train)
     for i in range(self.cfg.n_layers):
       x = SpikformerBlock(self.cfg, name=f"block_{i}")(x, codes, bias, train)
-    return nn.Dense(self.num_outputs, name="head")(x.mean(axis=(0, 2)))
+    features = x.mean(axis=0)
+    if self.cfg.head == "mean":
+      features = features.mean(axis=1)
+    else:
+      features = features.reshape(features.shape[0], -1)
+    return nn.Dense(self.num_outputs, name="head")(features)

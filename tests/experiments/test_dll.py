@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from jaxlab.config import ConfigError, apply_overrides, load_config
@@ -73,21 +74,22 @@ def _read_metrics(workdir):
     return [json.loads(line) for line in f]
 
 
-def test_mlp_run_writes_summary_and_resumes_exactly(tmp_path):
-  config = _config("configs/dll_mlp.py:dll", **{"train.epochs": 2, "checkpoint.every": 1})
-  whole = dll.run(config, str(tmp_path / "whole"))
-  assert whole["test_accuracy"] > 0.6 and whole["steps_per_epoch"] == 1437 // 64
-  assert json.loads((tmp_path / "whole" / "summary.json").read_text()) == whole
-  assert [row["step"] for row in _read_metrics(tmp_path / "whole")] == [1, 2]
+MLP_RUN = ("configs/dll_mlp.py:dll", {"train.epochs": 2, "checkpoint.every": 1})
 
-  # Interrupted after epoch 1: the rerun restores it and finishes with the same parameters.
-  resumed_dir = tmp_path / "resumed"
-  dll.run(config, str(resumed_dir))
-  shutil.rmtree(resumed_dir / "checkpoints" / "2")
-  resumed = dll.run(config, str(resumed_dir))
+
+def test_mlp_run_writes_summary_and_resumes_exactly(tmp_path):
+  config = _config(MLP_RUN[0], **MLP_RUN[1])
+  whole = dll.run(config, str(tmp_path))
+  assert whole["test_accuracy"] > 0.6 and whole["steps_per_epoch"] == 1437 // 64
+  assert json.loads((tmp_path / "summary.json").read_text()) == whole
+  assert [row["step"] for row in _read_metrics(tmp_path)] == [1, 2]
+
+  # As if interrupted after epoch 1: the rerun restores it and ends with the same parameters.
+  shutil.rmtree(tmp_path / "checkpoints" / "2")
+  resumed = dll.run(config, str(tmp_path))
   assert resumed["test_accuracy"] == whole["test_accuracy"]
   assert resumed["final_train_loss"] == whole["final_train_loss"]
-  assert [row["step"] for row in _read_metrics(resumed_dir)] == [1, 2, 2]
+  assert [row["step"] for row in _read_metrics(tmp_path)] == [1, 2, 2]
 
 
 @pytest.mark.parametrize("spec,overrides", [
@@ -103,19 +105,24 @@ def test_cnn_and_rnn_runs(tmp_path, spec, overrides):
 
 
 def test_dry_run_compiles_without_data(tmp_path):
-  config = _config("configs/dll_cnn.py:dll", **{"data.name": "cifar10"})
+  config = _config("configs/dll_mlp.py:dll", **{"data.name": "cifar10"})
   dll.validate(config, dry_run=True)
   result = dll.dry_run(config, str(tmp_path))
   assert result["params"] > 0 and json.loads((tmp_path / "dry_run.json").read_text()) == result
 
 
 def test_launch_end_to_end(tmp_path):
+  """The same run as MLP_RUN through the command line (sharing the tests' compilation cache)."""
   workdir = tmp_path / "run"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  overrides = [f"--config.{k}={v}" for k, v in MLP_RUN[1].items()]
   result = subprocess.run(
-      [sys.executable, "-m", "jaxlab.launch", "--config", "configs/dll_mlp.py:dll_fa",
-       "--workdir", str(workdir), "--config.train.epochs=1"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+      [sys.executable, "-m", "jaxlab.launch", "--config", MLP_RUN[0], "--workdir", str(workdir),
+       *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   summary = json.loads((workdir / "summary.json").read_text())
-  assert summary["method"] == "dll_fa" and 0.0 < summary["test_accuracy"] <= 1.0
+  assert summary["method"] == "dll" and summary["epochs"] == 2
+  assert 0.6 < summary["test_accuracy"] <= 1.0
