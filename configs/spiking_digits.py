@@ -9,7 +9,7 @@ from jaxlab.experiments.spiking import base_config
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, pe="gray2d", seed=0, epochs=30)
+  args = parse_arg(arg, pe="gray2d", seed=0, epochs=20)
   config = base_config("digits", pe=args.pe, surrogate="sigmoid", surrogate_alpha=4.0)
   config.seed = args.seed
   config.train.update(epochs=args.epochs, batch_size=32)

@@ -39,9 +39,9 @@ XNOR_ENCODINGS = ("gray", "gray2d", "log")
 @dataclasses.dataclass(frozen=True)
 class SpikformerConfig:
   """Static hyper-parameters (hashable). `gray_bits=0` uses ceil(log2 positions) per axis."""
-  d_model: int = 64
+  d_model: int = 32
   n_layers: int = 2
-  n_heads: int = 4
+  n_heads: int = 2
   mlp_ratio: int = 4
   time_steps: int = 4
   tau: float = 2.0

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ TINY_MODEL = {"model.d_model": 16, "model.n_heads": 2, "model.n_layers": 1, "mod
 TINY_DATA = {
     "order": {"data.length": 16, "data.near": 2, "data.far": 6, "data.num_train": 64,
               "data.num_test": 40},
-    "forecast": {"data.window": 16},
+    "forecast": {"data.window": 16, "data.horizon": 1},
     "digits": {},
 }
 
@@ -48,11 +49,11 @@ def test_launch_trains_evaluates_and_writes_the_summary(tmp_path):
 
 
 def test_resumed_run_repeats_an_uninterrupted_one(tmp_path):
-  straight = spiking.run(_config("spiking_order", "pe=gray,epochs=2"), str(tmp_path / "a"))
-  spiking.run(_config("spiking_order", "pe=gray,epochs=2", **{"train.epochs": 1}),
-              str(tmp_path / "b"))
-  resumed = spiking.run(_config("spiking_order", "pe=gray,epochs=2"), str(tmp_path / "b"))
-  assert resumed["steps"] == straight["steps"] == 4
+  config = _config("spiking_order", "pe=gray,epochs=2", **{"checkpoint.every": 1})
+  straight = spiking.run(config, str(tmp_path))
+  shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if preempted after epoch 1
+  resumed = spiking.run(config, str(tmp_path))
+  assert resumed["steps"] == straight["steps"] == 4 and resumed["epochs_done"] == 2
   for key in ("loss", "test_loss", "test_accuracy"):
     assert resumed[key] == straight[key]
 
