@@ -73,7 +73,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     grads = jax.tree.map(lambda g: g / denominator, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss_sum / denominator, "grad_norm": optax.global_norm(grads),
+    metrics = {"loss": loss_sum / denominator, "grad_norm": optax.tree.norm(grads),
                "learning_rate": schedule(state.step), "tokens": weight_sum}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               rng=jax.random.fold_in(state.rng, state.step))
