@@ -207,9 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   checkpointer = Checkpointer(workdir, config.checkpoint)
   start_epoch = 0
   if checkpointer.latest_step() is not None:
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                            state)
-    state, data_state = checkpointer.restore(abstract)
+    state, data_state = checkpointer.restore_like(state)
     start_epoch = int(data_state["epoch"])
     logger.info("resumed from %s at epoch %d", checkpointer.directory, start_epoch)
   logger.info("task %s, pe %s, %s attention: %s parameters, %d steps per epoch", config.task,

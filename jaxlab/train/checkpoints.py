@@ -47,6 +47,12 @@ class Checkpointer:
                                       data=ocp.args.JsonRestore()))
     return restored["state"], restored["data"]
 
+  def restore_like(self, fresh_state: Any) -> tuple[Any, dict]:
+    """Restores the latest checkpoint onto the shapes and shardings of an initialized state."""
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                            fresh_state)
+    return self.restore(abstract)
+
   def restore_params(self, abstract_params: Any, step: int | None = None) -> Any:
     """Restores only the parameters (for evaluation and sampling), onto their shardings."""
     step = self.latest_step() if step is None else step
