@@ -82,7 +82,8 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     raise ConfigError("train.epochs, train.batch_size, train.eval_batch_size and "
                       "checkpoint.every must be >= 1")
   if config.task == "forecast" and config.data.series not in SERIES:
-    raise ConfigError(f"unknown data.series {config.data.series!r}; choose from {', '.join(SERIES)}")
+    raise ConfigError(f"unknown data.series {config.data.series!r}; "
+                      f"choose from {', '.join(SERIES)}")
   if not dry_run:
     try:
       train_split, _ = load_task(config.task, config.data)
@@ -114,6 +115,7 @@ def task_loss(outputs: jax.Array, targets: jax.Array, is_classification: bool) -
 
 def create_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
                  input_shape: tuple[int, ...]) -> SpikingState:
+  """Fresh parameters, BatchNorm statistics and optimizer state for `seed`."""
   variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1,) + input_shape), train=False)
   return SpikingState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                       batch_stats=variables["batch_stats"],
@@ -138,7 +140,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return jax.jit(train_step, donate_argnums=0)
 
 
-def make_predict(model: nn.Module, batch_size: int) -> Callable[[SpikingState, np.ndarray], np.ndarray]:
+def make_predict(model: nn.Module,
+                 batch_size: int) -> Callable[[SpikingState, np.ndarray], np.ndarray]:
   """(state, inputs) -> evaluation-mode outputs for all inputs, in zero-padded fixed-size batches
   (one compiled shape; padding cannot leak into outputs since BatchNorm uses running averages)."""
   apply = jax.jit(lambda variables, x: model.apply(variables, x, train=False))
@@ -172,7 +175,9 @@ def root_relative_squared_error(targets: np.ndarray, predictions: np.ndarray) ->
   return float(np.sqrt(residual / total))
 
 
-def evaluation_metrics(outputs: np.ndarray, split: Split, is_classification: bool) -> dict[str, float]:
+def evaluation_metrics(outputs: np.ndarray, split: Split,
+                       is_classification: bool) -> dict[str, float]:
+  """Test accuracy and loss, or R^2, RSE and MSE of the forecasts."""
   if is_classification:
     loss = task_loss(jnp.asarray(outputs), jnp.asarray(split.targets), True)
     return {"test_accuracy": float(np.mean(outputs.argmax(-1) == split.targets)),
@@ -183,6 +188,7 @@ def evaluation_metrics(outputs: np.ndarray, split: Split, is_classification: boo
 
 
 def headline_metric(spec: TaskSpec) -> str:
+  """The summary's main metric: accuracy for classification, R^2 for forecasting."""
   return "test_accuracy" if spec.is_classification else "test_r2"
 
 

@@ -81,9 +81,11 @@ class SpikformerConfig:
     """Raises ValueError (one line) for unknown options or shapes that do not fit; with the
     token grid it also checks that the Gray codes have enough bits and gray2d has a 2D grid."""
     if self.pe not in POSITIONAL_ENCODINGS:
-      raise ValueError(f"unknown model.pe {self.pe!r}; choose from {', '.join(POSITIONAL_ENCODINGS)}")
+      raise ValueError(f"unknown model.pe {self.pe!r}; "
+                       f"choose from {', '.join(POSITIONAL_ENCODINGS)}")
     if self.attention not in ATTENTIONS:
-      raise ValueError(f"unknown model.attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}")
+      raise ValueError(f"unknown model.attention {self.attention!r}; "
+                       f"choose from {', '.join(ATTENTIONS)}")
     if self.pe in XNOR_ENCODINGS and self.attention_kind != "xnor":
       raise ValueError(f"model.pe={self.pe!r} needs model.attention='xnor' (or 'auto')")
     if self.head not in HEADS:

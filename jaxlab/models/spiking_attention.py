@@ -17,7 +17,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float
 
 
 def xnor_attention_scores(q: jax.Array, k: jax.Array) -> jax.Array:
-  """Matching-bit counts of binary vectors: A_qk = D - sum(q) - sum(k) + 2 q.k = D - Hamming(q, k)."""
+  """Matching-bit counts of binary vectors [..., Lq, Lk]:
+  A_qk = D - sum(q) - sum(k) + 2 q.k = D - Hamming(q, k)."""
   dim = q.shape[-1]
   matches = 2 * jnp.einsum("...qd,...kd->...qk", q, k)
   return dim - q.sum(-1)[..., :, None] - k.sum(-1)[..., None, :] + matches
