@@ -11,6 +11,11 @@ forecasting head, which knows which token is the most recent).
 Positional encodings (`pe`): none; conv (Spikformer's convolutional branch in the embedding);
 gray / gray2d (Gray codes of the raster index, or of row and column, appended to every head's
 queries and keys); log (the Toeplitz Log-PE bias added to the XNOR scores).
+
+Kernels: `neuron_impl='pallas'` runs every LIF layer as the fused multi-step Pallas kernel
+(`jaxlab.kernels.lif`), `attention_impl='pallas'` the XNOR attention (Gray codes included) as the
+tiled kernel (`jaxlab.kernels.xnor_attention`); 'xla' (default) is the jnp reference. The
+kernels' platform dispatch applies (the reference on CPU unless $JAXLAB_KERNELS says otherwise).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxlab.kernels import lif as lif_kernel
+from jaxlab.kernels import xnor_attention as xnor_kernel
 from jaxlab.models.positional import (grid_coordinates, gray_position_codes, log_relative_bias,
                                       min_gray_bits)
 from jaxlab.models.spiking_attention import (append_position_codes, dot_product_attention,
@@ -32,6 +39,7 @@ from jaxlab.models.spiking_neurons import Surrogate, lif_multistep
 POSITIONAL_ENCODINGS = ("none", "conv", "gray", "gray2d", "log")
 ATTENTIONS = ("auto", "vanilla", "xnor")
 HEADS = ("mean", "flatten")
+IMPLS = ("xla", "pallas")
 # The paper's pairing: the relative encodings need XNOR attention, the baselines use vanilla SSA.
 XNOR_ENCODINGS = ("gray", "gray2d", "log")
 
@@ -60,6 +68,8 @@ class SpikformerConfig:
   xnor_scale_init: float = -3.0
   bn_momentum: float = 0.9
   head: str = "mean"
+  neuron_impl: str = "xla"
+  attention_impl: str = "xla"
 
   @property
   def attention_kind(self) -> str:
@@ -88,6 +98,13 @@ class SpikformerConfig:
                        f"choose from {', '.join(ATTENTIONS)}")
     if self.pe in XNOR_ENCODINGS and self.attention_kind != "xnor":
       raise ValueError(f"model.pe={self.pe!r} needs model.attention='xnor' (or 'auto')")
+    for name in ("neuron_impl", "attention_impl"):
+      if getattr(self, name) not in IMPLS:
+        raise ValueError(f"unknown model.{name} {getattr(self, name)!r}; "
+                         f"choose from {', '.join(IMPLS)}")
+    if self.attention_impl == "pallas" and (self.attention_kind != "xnor" or self.pe == "log"):
+      raise ValueError("model.attention_impl='pallas' is the XNOR kernel (Gray codes or no PE); "
+                       f"attention={self.attention_kind!r} with pe={self.pe!r} needs 'xla'")
     if self.head not in HEADS:
       raise ValueError(f"unknown model.head {self.head!r}; choose from {', '.join(HEADS)}")
     if self.d_model % self.n_heads:
@@ -122,8 +139,9 @@ def positional_terms(cfg: SpikformerConfig,
 
 
 def lif(cfg: SpikformerConfig, x: jax.Array, v_th: float | None = None) -> jax.Array:
-  """The configured LIF neuron over the leading time axis."""
-  return lif_multistep(x, cfg.tau, cfg.v_th if v_th is None else v_th, cfg.neuron_surrogate)
+  """The configured LIF neuron over the leading time axis (jnp scan or the Pallas kernel)."""
+  neuron = lif_kernel.lif_multistep if cfg.neuron_impl == "pallas" else lif_multistep
+  return neuron(x, cfg.tau, cfg.v_th if v_th is None else v_th, cfg.neuron_surrogate)
 
 
 class SpikingDense(nn.Module):
@@ -179,10 +197,14 @@ class SpikingSelfAttention(nn.Module):
     if cfg.attention_kind == "vanilla":
       out = dot_product_attention(q, k, v, cfg.qk_scale)
     else:
-      if codes is not None:
-        q, k = append_position_codes(q, codes), append_position_codes(k, codes)
       scale_logit = self.param("scale_logit", nn.initializers.constant(cfg.xnor_scale_init), ())
-      out = xnor_attention(q, k, v, jax.nn.sigmoid(scale_logit), bias)
+      scale = jax.nn.sigmoid(scale_logit)
+      if cfg.attention_impl == "pallas":
+        out = xnor_kernel.xnor_attention(q, k, v, scale, codes)
+      else:
+        if codes is not None:
+          q, k = append_position_codes(q, codes), append_position_codes(k, codes)
+        out = xnor_attention(q, k, v, scale, bias)
     out = out.swapaxes(2, 3).reshape(steps, batch, length, dim)
     out = lif(cfg, out, cfg.attention_v_th)
     return SpikingDense(cfg, dim, name="proj")(out, train)

@@ -173,7 +173,41 @@ def test_gradients_reach_queries_keys_and_the_xnor_scale():
     (dict(pe="log", attention="vanilla"), (32,), "needs model.attention='xnor'"),
     (dict(pe="alibi"), (32,), "unknown model.pe 'alibi'"),
     (dict(d_model=30, n_heads=4), (32,), "not divisible"),
+    (dict(neuron_impl="cuda"), (32,), "unknown model.neuron_impl 'cuda'"),
+    (dict(pe="log", attention_impl="pallas"), (32,), "attention_impl='pallas' is the XNOR kernel"),
+    (dict(pe="conv", attention_impl="pallas"), (32,), "attention_impl='pallas' is the XNOR kernel"),
 ])
 def test_config_validation(overrides, grid, message):
   with pytest.raises(ValueError, match=message):
     SpikformerConfig(**overrides).validate(grid)
+
+
+@pytest.mark.parametrize("pe", ["gray", "none"])
+def test_pallas_kernels_match_the_jnp_model(pe, monkeypatch):
+  """neuron_impl / attention_impl='pallas' (TPU kernels, interpreted) == the jnp model: outputs,
+  batch statistics and parameter gradients."""
+  monkeypatch.setenv("JAXLAB_KERNELS", "tpu-interpret")
+  overrides = dict(attention="xnor", time_steps=3)
+  model, variables, tokens = _model(pe, **overrides)
+  fused = Spikformer(SpikformerConfig(**{**TINY, "pe": pe, **overrides, "neuron_impl": "pallas",
+                                         "attention_impl": "pallas"}), num_outputs=5)
+
+  def loss_and_state(model):
+    def loss(params):
+      out, state = model.apply({**variables, "params": params}, tokens, train=True,
+                               mutable=["batch_stats"])
+      return (out ** 2).sum(), (out, state)
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+
+  (_, (out, state)), grads = loss_and_state(model)
+  (_, (fused_out, fused_state)), fused_grads = loss_and_state(fused)
+  np.testing.assert_allclose(fused_out, out, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               fused_state, state)
+  flat = jax.tree_util.tree_leaves_with_path(grads)
+  fused_flat = dict(jax.tree_util.tree_leaves_with_path(fused_grads))
+  for path, grad in flat:
+    scale = max(float(jnp.abs(grad).max()), 1e-3)
+    error = float(jnp.abs(fused_flat[path] - grad).max()) / scale
+    assert error < 1e-4, (jax.tree_util.keystr(path), error)
+  assert float(jnp.abs(grads["block_0"]["attention"]["query"]["Dense_0"]["kernel"]).sum()) > 0
