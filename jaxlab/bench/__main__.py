@@ -2,7 +2,8 @@
 
 Each subcommand prints a markdown table and, with --out, writes its figures as JSON. `train` and
 `sample` run jaxlab and the transformers peer in the same invocation on the same machine and
-report ratio = jaxlab throughput / peer throughput.
+report ratio = jaxlab throughput / peer throughput, timed in alternating rounds
+(`jaxlab.bench.timing.interleaved_medians`) so that load changes hit both sides alike.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jax
 
 from jaxlab.bench import peer_torch
 from jaxlab.bench.presets import get_preset
-from jaxlab.bench.timing import markdown_table
+from jaxlab.bench.timing import interleaved_medians, markdown_table
 
 
 def _device() -> str:
@@ -26,23 +27,32 @@ def _device() -> str:
 
 
 def _train(args) -> dict:
-  from jaxlab.bench.train import jaxlab_train_tokens_per_s, random_tokens
+  from jaxlab.bench.train import jaxlab_train_runner, random_tokens, train_row
 
   preset = get_preset(args.preset)
-  ours = jaxlab_train_tokens_per_s(preset, args.repeats)
-  peer = peer_torch.train_tokens_per_s(preset, random_tokens(preset), args.repeats)
-  return {"rows": [ours, peer], "ratio": ours["tokens_per_s"] / peer["tokens_per_s"],
+  tokens = random_tokens(preset)
+  ours, flops_per_token = jaxlab_train_runner(preset, tokens)
+  seconds = interleaved_medians(
+      {"jaxlab": ours, "transformers": peer_torch.train_runner(preset, tokens)}, args.repeats)
+  rows = [train_row(preset, seconds["jaxlab"], flops_per_token),
+          {"impl": "transformers", "step_s": seconds["transformers"],
+           "tokens_per_s": preset.batch * preset.seq_len / seconds["transformers"]}]
+  return {"rows": rows, "ratio": seconds["transformers"] / seconds["jaxlab"],
           "columns": ["impl", "step_s", "tokens_per_s", "tflops_per_device"]}
 
 
 def _sample(args) -> dict:
-  from jaxlab.bench.sample import NEW_TOKENS, jaxlab_decode_tokens_per_s, prompts
+  from jaxlab.bench.sample import NEW_TOKENS, jaxlab_decode_runner, prompts
 
   preset = get_preset(args.preset)
   prompt_tokens = prompts(preset)
-  ours = jaxlab_decode_tokens_per_s(preset, prompt_tokens, args.repeats)
-  peer = peer_torch.generate_tokens_per_s(preset, prompt_tokens, NEW_TOKENS, args.repeats)
-  return {"rows": [ours, peer], "ratio": ours["tokens_per_s"] / peer["tokens_per_s"],
+  seconds = interleaved_medians(
+      {"jaxlab": jaxlab_decode_runner(preset, prompt_tokens),
+       "transformers": peer_torch.generate_runner(preset, prompt_tokens, NEW_TOKENS)},
+      args.repeats, warmup=1)
+  rows = [{"impl": impl, "seconds": s, "tokens_per_s": preset.batch * NEW_TOKENS / s}
+          for impl, s in seconds.items()]
+  return {"rows": rows, "ratio": seconds["transformers"] / seconds["jaxlab"],
           "columns": ["impl", "seconds", "tokens_per_s"]}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxlab.bench.presets import BenchPreset
-from jaxlab.bench.timing import median_seconds
+from jaxlab.bench.timing import Runner
 
 
 def _require():
@@ -33,7 +33,7 @@ def build_model(preset: BenchPreset, seed: int = 0):
   return transformers.LlamaForCausalLM(config).float()
 
 
-def train_tokens_per_s(preset: BenchPreset, tokens: np.ndarray, repeats: int) -> dict:
+def train_runner(preset: BenchPreset, tokens: np.ndarray) -> Runner:
   """Eager training step: forward, loss, backward, global-norm clipping, AdamW."""
   torch, _ = _require()
   model = build_model(preset).train()
@@ -49,13 +49,10 @@ def train_tokens_per_s(preset: BenchPreset, tokens: np.ndarray, repeats: int) ->
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
 
-  seconds = median_seconds(once, repeats)
-  return {"impl": "transformers", "step_s": seconds,
-          "tokens_per_s": preset.batch * preset.seq_len / seconds}
+  return once
 
 
-def generate_tokens_per_s(preset: BenchPreset, prompts: np.ndarray, new_tokens: int,
-                          repeats: int) -> dict:
+def generate_runner(preset: BenchPreset, prompts: np.ndarray, new_tokens: int) -> Runner:
   """Greedy `generate` with the KV cache, forced to produce exactly `new_tokens` per row."""
   torch, _ = _require()
   model = build_model(preset).eval()
@@ -67,6 +64,4 @@ def generate_tokens_per_s(preset: BenchPreset, prompts: np.ndarray, new_tokens: 
                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                      use_cache=True, pad_token_id=0)
 
-  seconds = median_seconds(once, repeats, warmup=1)
-  return {"impl": "transformers", "seconds": seconds,
-          "tokens_per_s": prompts.shape[0] * new_tokens / seconds}
+  return once

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.bench.presets import BenchPreset
-from jaxlab.bench.timing import median_seconds
+from jaxlab.bench.timing import Runner
 from jaxlab.models.transformer import Transformer, TransformerConfig
 from jaxlab.sampling import sample
 
@@ -20,7 +20,7 @@ def prompts(preset: BenchPreset, seed: int = 0) -> np.ndarray:
                                              (preset.batch, PROMPT_LEN)).astype(np.int32)
 
 
-def jaxlab_decode_tokens_per_s(preset: BenchPreset, prompt_tokens: np.ndarray, repeats: int) -> dict:
+def jaxlab_decode_runner(preset: BenchPreset, prompt_tokens: np.ndarray) -> Runner:
   """Greedy decoding of NEW_TOKENS per row (no EOS, so every row decodes the full length)."""
   cfg = TransformerConfig(vocab_size=preset.vocab_size, d_model=preset.d_model,
                           n_layers=preset.n_layers, n_heads=preset.n_heads,
@@ -36,6 +36,4 @@ def jaxlab_decode_tokens_per_s(preset: BenchPreset, prompt_tokens: np.ndarray, r
                  temperature=0.0)
     jax.block_until_ready(out.tokens)
 
-  seconds = median_seconds(once, repeats, warmup=1)
-  return {"impl": "jaxlab", "seconds": seconds,
-          "tokens_per_s": prompt_tokens.shape[0] * NEW_TOKENS / seconds}
+  return once

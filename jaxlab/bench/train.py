@@ -7,18 +7,20 @@ import numpy as np
 
 from jaxlab import presets as config_presets
 from jaxlab.bench.presets import BenchPreset
-from jaxlab.bench.timing import median_seconds
+from jaxlab.bench.timing import Runner
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.train.flops import peak_flops_per_device, train_flops_per_token
 from jaxlab.train.setup import build_setup
 
 
 def lm_bench_config(preset: BenchPreset, dtype: str = "float32"):
-  """An lm_pretrain config with the preset's shapes (one device, fp32 by default)."""
+  """An lm_pretrain config with the preset's shapes (one device, fp32 by default). Layers are
+  unrolled: at these depths straight-line code lets XLA fuse across layer boundaries."""
   config = config_presets.lm_config(
       vocab_size=preset.vocab_size, d_model=preset.d_model, n_layers=preset.n_layers,
       n_heads=preset.n_heads, n_kv_heads=preset.n_kv_heads, d_ff=preset.d_ff,
-      max_seq_len=preset.seq_len, dtype=dtype, param_dtype="float32")
+      max_seq_len=preset.seq_len, dtype=dtype, param_dtype="float32",
+      scan_unroll=preset.n_layers)
   config.mesh.update(data=1, fsdp=1, tensor=1)
   config.train.update(steps=1000, global_batch=preset.batch, seq_len=preset.seq_len)
   return config
@@ -29,30 +31,33 @@ def random_tokens(preset: BenchPreset, seed: int = 0) -> np.ndarray:
                                              (preset.batch, preset.seq_len + 1)).astype(np.int32)
 
 
-def jaxlab_train_tokens_per_s(preset: BenchPreset, repeats: int) -> dict:
+def jaxlab_train_runner(preset: BenchPreset, tokens: np.ndarray) -> tuple[Runner, float]:
+  """(one compiled train step on the tokens, blocking; model FLOPs per token)."""
   setup = build_setup(lm_bench_config(preset), jax.devices()[:1])
-  state = setup.create_state()
   step = setup.compile_train_step()
-  tokens = random_tokens(preset)
-  positions = np.broadcast_to(np.arange(preset.seq_len, dtype=np.int32), (preset.batch, preset.seq_len))
+  positions = np.broadcast_to(np.arange(preset.seq_len, dtype=np.int32),
+                              (preset.batch, preset.seq_len))
   batch = to_global_batch({
       "inputs": tokens[:, :-1], "targets": tokens[:, 1:],
       "segment_ids": np.ones((preset.batch, preset.seq_len), np.int32),
       "positions": np.ascontiguousarray(positions),
       "loss_weights": np.ones((preset.batch, preset.seq_len), np.float32)}, setup.batch_sharding)
-  holder = {"state": state}
+  holder = {"state": setup.create_state()}
 
   def once():
     holder["state"], metrics = step(holder["state"], batch)
     jax.block_until_ready(metrics["loss"])
 
-  seconds = median_seconds(once, repeats)
+  return once, train_flops_per_token(setup.model_cfg, preset.seq_len)
+
+
+def train_row(preset: BenchPreset, seconds: float, flops_per_token: float) -> dict:
+  """The jaxlab table row: step time, tokens/s, TFLOP/s and (where the peak is known) MFU."""
   tokens_per_s = preset.batch * preset.seq_len / seconds
-  flops = train_flops_per_token(setup.model_cfg, preset.seq_len) * tokens_per_s
-  device = jax.devices()[0]
+  flops = flops_per_token * tokens_per_s
   row = {"impl": "jaxlab", "step_s": seconds, "tokens_per_s": tokens_per_s,
          "tflops_per_device": flops / 1e12}
-  peak = peak_flops_per_device(device.device_kind)
+  peak = peak_flops_per_device(jax.devices()[0].device_kind)
   if peak:
     row["mfu"] = flops / peak
   return row

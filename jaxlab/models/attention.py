@@ -27,20 +27,26 @@ def attention_mask(q_index: jax.Array, kv_index: jax.Array, q_segment_ids: jax.A
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Array,
                   kv_index: jax.Array, q_segment_ids: jax.Array,
                   kv_segment_ids: jax.Array) -> jax.Array:
-  """Reference grouped-query attention in plain jnp (softmax in float32)."""
+  """Reference grouped-query attention in plain jnp (softmax in float32).
+
+  Heads go first ([B, K, G*T, D] queries against [B, K, S, D] keys), so both products are plain
+  batched matmuls; the mask is an additive bias (its gradient needs no select), and rows with no
+  visible key (padding queries) are zeroed at the output rather than in the probabilities.
+  """
   batch, q_len, num_heads, head_dim = q.shape
   num_kv_heads = k.shape[2]
   groups = num_heads // num_kv_heads
-  q = q.reshape(batch, q_len, num_kv_heads, groups, head_dim)
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
-  scores = scores * (head_dim ** -0.5)
+  q = (q * head_dim ** -0.5).reshape(batch, q_len, num_kv_heads, groups, head_dim)
+  q = q.transpose(0, 2, 3, 1, 4).reshape(batch, num_kv_heads, groups * q_len, head_dim)
+  scores = jnp.einsum("bkqd,bskd->bkqs", q, k, preferred_element_type=jnp.float32)
   mask = attention_mask(q_index, kv_index, q_segment_ids, kv_segment_ids)
-  scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1)
-  # Rows with no visible key (padding queries) get zero output rather than a uniform average.
-  probs = jnp.where(mask.any(-1)[:, None, None, :, None], probs, 0.0)
-  out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(v.dtype), v)
-  return out.reshape(batch, q_len, num_heads, head_dim)
+  scores = scores.reshape(batch, num_kv_heads, groups, q_len, -1)
+  scores = scores + jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min / 2)[:, None, None]
+  probs = jax.nn.softmax(scores, axis=-1).reshape(batch, num_kv_heads, groups * q_len, -1)
+  out = jnp.einsum("bkqs,bskd->bkqd", probs.astype(v.dtype), v)
+  out = out.reshape(batch, num_kv_heads, groups, q_len, head_dim).transpose(0, 3, 1, 2, 4)
+  out = out.reshape(batch, q_len, num_heads, head_dim)
+  return out * mask.any(-1)[:, :, None, None].astype(out.dtype)
 
 
 def pallas_attention(q: jax.Array, k: jax.Array, v: jax.Array, **kwargs) -> jax.Array:

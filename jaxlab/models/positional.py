@@ -9,19 +9,27 @@ import numpy as np
 from jax.typing import ArrayLike
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float = 10000.0) -> jax.Array:
-  """Rotates x [B, T, H, D] by position-dependent angles (rotate-half layout, as in LLaMA).
-
-  Frequencies are theta^(-2i/D); angles are computed in float32 and the result cast back.
-  """
-  head_dim = x.shape[-1]
+def rope_tables(positions: jax.Array, head_dim: int,
+                theta: float = 10000.0) -> tuple[jax.Array, jax.Array]:
+  """(cos, sin) [B, T, 1, head_dim / 2] in float32 for positions [B, T]: frequencies
+  theta^(-2i/D). Computed once per forward and shared by every layer's queries and keys, since
+  the transcendentals cost more than the rotation itself."""
   inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
   angles = positions.astype(jnp.float32)[:, :, None] * inv_freq[None, None, :]
-  cos = jnp.cos(angles)[:, :, None, :]
-  sin = jnp.sin(angles)[:, :, None, :]
+  return jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+
+
+def rotate(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+  """Rotates x [B, T, H, D] by `rope_tables` angles (rotate-half layout, as in LLaMA), in float32,
+  and casts the result back to x.dtype."""
   x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
   rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
   return rotated.astype(x.dtype)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float = 10000.0) -> jax.Array:
+  """RoPE of x [B, T, H, D] at positions [B, T]: `rotate` with freshly computed tables."""
+  return rotate(x, *rope_tables(positions, x.shape[-1], theta))
 
 
 # Gray-code and logarithmic relative positional encodings for spiking Transformers

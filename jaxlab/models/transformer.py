@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxlab.models.attention import get_attention
-from jaxlab.models.positional import apply_rope
+from jaxlab.models.positional import rope_tables, rotate
 
 Cache = dict[str, jax.Array]
 
@@ -48,6 +48,7 @@ class TransformerConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"
   remat_policy: str = "none"
+  scan_unroll: int = 1  # layers per loop iteration; n_layers = straight-line code
   attention_impl: str = "xla"
   loss_impl: str = "xla"  # xla: full logits; fused: vocabulary-chunked linear + CE kernel
   init_std: float = 0.02
@@ -101,7 +102,7 @@ class Attention(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x, segment_ids, kv_segment_ids, positions, q_index, cache):
+  def __call__(self, x, segment_ids, kv_segment_ids, rope, q_index, cache):
     cfg = self.cfg
     dtype, pdtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
     wq = self.param("wq", _init(cfg, ("embed", "heads", "head_dim")),
@@ -117,8 +118,7 @@ class Attention(nn.Module):
     v = jnp.einsum("btd,dhk->bthk", x, wv.astype(dtype))
     q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", "act_head_dim"))
     k = nn.with_logical_constraint(k, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
-    q = apply_rope(q, positions, cfg.rope_theta)
-    k = apply_rope(k, positions, cfg.rope_theta)
+    q, k = rotate(q, *rope), rotate(k, *rope)
 
     if cache is None:
       kv_index, new_cache = q_index, None
@@ -159,9 +159,9 @@ class DecoderLayer(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x, layer_cache, segment_ids, kv_segment_ids, positions, q_index):
+  def __call__(self, x, layer_cache, segment_ids, kv_segment_ids, rope, q_index):
     attn_out, new_cache = Attention(self.cfg, name="attention")(
-        RMSNorm(self.cfg, name="attention_norm")(x), segment_ids, kv_segment_ids, positions,
+        RMSNorm(self.cfg, name="attention_norm")(x), segment_ids, kv_segment_ids, rope,
         q_index, layer_cache)
     x = x + attn_out
     x = x + SwiGLU(self.cfg, name="mlp")(RMSNorm(self.cfg, name="mlp_norm")(x))
@@ -214,8 +214,10 @@ class Transformer(nn.Module):
     layers = nn.scan(
         block, variable_axes={"params": 0}, split_rngs={"params": True},
         in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast), length=cfg.n_layers,
+        unroll=cfg.scan_unroll,
         metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")
-    x, new_layer_cache = layers(x, layer_cache, segment_ids, kv_segment_ids, positions,
+    rope = rope_tables(positions, cfg.head_dim, cfg.rope_theta)
+    x, new_layer_cache = layers(x, layer_cache, segment_ids, kv_segment_ids, rope,
                                 q_index)
     x = RMSNorm(cfg, name="final_norm")(x)
 

@@ -4,19 +4,27 @@ import subprocess
 import sys
 
 from jaxlab.bench.presets import get_preset
-from jaxlab.bench.sample import jaxlab_decode_tokens_per_s, prompts
-from jaxlab.bench.timing import markdown_table
-from jaxlab.bench.train import jaxlab_train_tokens_per_s
+from jaxlab.bench.sample import jaxlab_decode_runner, prompts
+from jaxlab.bench.timing import interleaved_medians, markdown_table
+from jaxlab.bench.train import jaxlab_train_runner, random_tokens, train_row
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_jaxlab_sides_of_the_benchmarks_measure_throughput():
+def test_jaxlab_sides_of_the_benchmarks_run():
   preset = get_preset("tiny")
-  train = jaxlab_train_tokens_per_s(preset, repeats=1)
-  assert train["tokens_per_s"] > 0 and train["tflops_per_device"] > 0
-  decode = jaxlab_decode_tokens_per_s(preset, prompts(preset), repeats=1)
-  assert decode["tokens_per_s"] > 0
+  train_step, flops_per_token = jaxlab_train_runner(preset, random_tokens(preset))
+  decode = jaxlab_decode_runner(preset, prompts(preset))
+  seconds = interleaved_medians({"train": train_step, "decode": decode}, repeats=1, warmup=0)
+  row = train_row(preset, seconds["train"], flops_per_token)
+  assert row["tokens_per_s"] > 0 and row["tflops_per_device"] > 0 and seconds["decode"] > 0
+
+
+def test_interleaved_medians_alternate_rounds_and_skip_each_rounds_first_call():
+  calls = []
+  runners = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+  interleaved_medians(runners, repeats=4, warmup=1, round_size=2)
+  assert calls == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
 
 
 def test_markdown_table():
