@@ -13,8 +13,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   model = ml_collections.ConfigDict(dict(
       vocab_size=512, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=344,
       max_seq_len=2048, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=False,
-      param_dtype="float32", dtype="float32", remat_policy="none", scan_unroll=1, attention_impl="xla",
-      loss_impl="xla", init_std=0.02))
+      param_dtype="float32", dtype="float32", remat_policy="none", scan_unroll=1,
+      attention_impl="xla", attention_query_block=64, loss_impl="xla", init_std=0.02))
   model.update(overrides)
   return model
 
@@ -54,7 +54,8 @@ def smi_llama_config(size: str, *, global_batch: int, seq_len: int = 4096) -> ml
   bf16 compute, fp32 master weights, full remat, FSDP over all chips.
   """
   config = lm_config(vocab_size=SMI_VOCAB_SIZE, max_seq_len=seq_len, param_dtype="float32",
-                     dtype="bfloat16", remat_policy="full", **SMI_SHAPES[size])
+                     dtype="bfloat16", remat_policy="full", attention_query_block=512,
+                     **SMI_SHAPES[size])
   config.mesh.update(data=1, fsdp=-1, tensor=1)
   config.train.update(steps=100_000, global_batch=global_batch, seq_len=seq_len, log_every=10,
                       eval_every=1000)

@@ -50,6 +50,7 @@ class TransformerConfig:
   remat_policy: str = "none"
   scan_unroll: int = 1  # layers per loop iteration; n_layers = straight-line code
   attention_impl: str = "xla"
+  attention_query_block: int = 0  # xla attention in training: query blocks vs key prefixes
   loss_impl: str = "xla"  # xla: full logits; fused: vocabulary-chunked linear + CE kernel
   init_std: float = 0.02
 
@@ -76,6 +77,8 @@ class TransformerConfig:
       if getattr(self, name) not in DTYPES:
         raise ValueError(f"unknown model.{name} {getattr(self, name)!r}; choose from {sorted(DTYPES)}")
     get_attention(self.attention_impl)
+    if self.attention_query_block < 0:
+      raise ValueError(f"model.attention_query_block={self.attention_query_block} must be >= 0")
     if self.loss_impl not in LOSS_IMPLS:
       raise ValueError(f"unknown model.loss_impl {self.loss_impl!r}; choose from {sorted(LOSS_IMPLS)}")
 
@@ -132,7 +135,8 @@ class Attention(nn.Module):
 
     out = get_attention(cfg.attention_impl)(
         q, k, v, q_index=q_index, kv_index=kv_index, q_segment_ids=segment_ids,
-        kv_segment_ids=kv_segment_ids)
+        kv_segment_ids=kv_segment_ids,
+        query_block=cfg.attention_query_block if cache is None else 0)
     out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", "act_head_dim"))
     return jnp.einsum("bthk,hkd->btd", out, wo.astype(dtype)), new_cache
 

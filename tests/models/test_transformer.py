@@ -66,6 +66,28 @@ def test_packed_documents_do_not_see_each_other():
   np.testing.assert_allclose(packed[:, 5:], second, atol=2e-5)
 
 
+@pytest.mark.parametrize("changes", [dict(attention_query_block=5), dict(scan_unroll=2),
+                                     dict(attention_query_block=4, scan_unroll=2)])
+def test_query_blocks_and_unrolled_layers_compute_the_same_model(changes):
+  """Blocked attention (12 tokens in blocks of 5 or 4: ragged and even) over packed documents
+  and unrolled layers give the dense model's logits and gradients."""
+  tokens, variables = _init()
+  params = nn.unbox(variables)
+  segments = jnp.asarray([[1] * 5 + [2] * 7, [1] * 9 + [0] * 3])
+  positions = jnp.asarray([list(range(5)) + list(range(7)), list(range(9)) + [0] * 3])
+  changed = TransformerConfig(**{**CFG.__dict__, **changes})
+
+  def loss(cfg, p):
+    logits = Transformer(cfg).apply(p, tokens, segments, positions)[0]
+    return jnp.mean(logits ** 2), logits
+
+  (_, base), base_grads = jax.value_and_grad(lambda p: loss(CFG, p), has_aux=True)(params)
+  (_, out), grads = jax.value_and_grad(lambda p: loss(changed, p), has_aux=True)(params)
+  np.testing.assert_allclose(out, base, atol=2e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads,
+               base_grads)
+
+
 @pytest.mark.parametrize("policy", ["full", "dots"])
 def test_remat_policies_do_not_change_gradients(policy):
   tokens, variables = _init()
@@ -92,7 +114,8 @@ def test_bfloat16_compute_keeps_float32_parameters():
 @pytest.mark.parametrize("field,value,message", [
     ("n_heads", 3, "not divisible by n_heads"), ("n_kv_heads", 3, "not divisible by n_kv_heads"),
     ("remat_policy", "bogus", "unknown model.remat_policy"), ("dtype", "int8", "unknown model.dtype"),
-    ("attention_impl", "nope", "unknown attention_impl")])
+    ("attention_impl", "nope", "unknown attention_impl"),
+    ("attention_query_block", -1, "must be >= 0")])
 def test_validate_rejects_bad_settings(field, value, message):
   with pytest.raises(ValueError, match=message):
     TransformerConfig(**{**CFG.__dict__, field: value}).validate()
