@@ -13,7 +13,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   model = ml_collections.ConfigDict(dict(
       vocab_size=512, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=344,
       max_seq_len=2048, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=False,
-      param_dtype="float32", dtype="float32", remat_policy="none", scan_unroll=1,
+      param_dtype="float32", dtype="float32", remat_policy="none", scan_layers=True,
       attention_impl="xla", attention_query_block=64, loss_impl="xla", init_std=0.02))
   model.update(overrides)
   return model

@@ -1,8 +1,10 @@
 """LLaMA-style decoder-only LM in Flax linen: RMSNorm, RoPE, SwiGLU, grouped-query attention.
 
 Layers run under `nn.scan` (one compiled layer body, parameters stacked on a `layers` axis) with a
-configurable remat policy. Every parameter and activation carries logical axis names that
-`jaxlab.parallel` maps onto the mesh. The same weights serve training (packed sequences with
+configurable remat policy; `scan_layers=False` builds them as separately named modules
+(`layers_0`, ...) instead, which compiles longer but lets small models on CPU skip the stacking
+copies of scanned parameters, gradients and residuals. Every parameter and activation carries
+logical axis names that `jaxlab.parallel` maps onto the mesh. The same weights serve training (packed sequences with
 segment ids) and KV-cache decoding (`init_cache` + calls with `cache=`).
 """
 
@@ -48,7 +50,7 @@ class TransformerConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"
   remat_policy: str = "none"
-  scan_unroll: int = 1  # layers per loop iteration; n_layers = straight-line code
+  scan_layers: bool = True  # False: separately named layers in straight-line code
   attention_impl: str = "xla"
   attention_query_block: int = 0  # xla attention in training: query blocks vs key prefixes
   loss_impl: str = "xla"  # xla: full logits; fused: vocabulary-chunked linear + CE kernel
@@ -215,14 +217,22 @@ class Transformer(nn.Module):
     policy = REMAT_POLICIES[cfg.remat_policy]
     if cfg.remat_policy != "none":
       block = nn.remat(DecoderLayer, policy=policy, prevent_cse=False)
-    layers = nn.scan(
-        block, variable_axes={"params": 0}, split_rngs={"params": True},
-        in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast), length=cfg.n_layers,
-        unroll=cfg.scan_unroll,
-        metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")
     rope = rope_tables(positions, cfg.head_dim, cfg.rope_theta)
-    x, new_layer_cache = layers(x, layer_cache, segment_ids, kv_segment_ids, rope,
-                                q_index)
+    shared = (segment_ids, kv_segment_ids, rope, q_index)
+    if cfg.scan_layers:
+      layers = nn.scan(
+          block, variable_axes={"params": 0}, split_rngs={"params": True},
+          in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+          length=cfg.n_layers, metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")
+      x, new_layer_cache = layers(x, layer_cache, *shared)
+    else:
+      new_caches = []
+      for i in range(cfg.n_layers):
+        this_cache = None if layer_cache is None else jax.tree.map(lambda c: c[i], layer_cache)
+        x, new_cache = block(cfg, name=f"layers_{i}")(x, this_cache, *shared)
+        new_caches.append(new_cache)
+      new_layer_cache = None if layer_cache is None else jax.tree.map(
+          lambda *c: jnp.stack(c), *new_caches)
     x = RMSNorm(cfg, name="final_norm")(x)
 
     if cfg.tie_embeddings:

@@ -66,26 +66,48 @@ def test_packed_documents_do_not_see_each_other():
   np.testing.assert_allclose(packed[:, 5:], second, atol=2e-5)
 
 
-@pytest.mark.parametrize("changes", [dict(attention_query_block=5), dict(scan_unroll=2),
-                                     dict(attention_query_block=4, scan_unroll=2)])
+@pytest.mark.parametrize("changes", [dict(attention_query_block=5), dict(scan_layers=False),
+                                     dict(attention_query_block=4, scan_layers=False)])
 def test_query_blocks_and_unrolled_layers_compute_the_same_model(changes):
   """Blocked attention (12 tokens in blocks of 5 or 4: ragged and even) over packed documents
   and unrolled layers give the dense model's logits and gradients."""
   tokens, variables = _init()
   params = nn.unbox(variables)
+  changed = TransformerConfig(**{**CFG.__dict__, **changes})
+  changed_params = params if changed.scan_layers else _unstack_layers(params)
   segments = jnp.asarray([[1] * 5 + [2] * 7, [1] * 9 + [0] * 3])
   positions = jnp.asarray([list(range(5)) + list(range(7)), list(range(9)) + [0] * 3])
-  changed = TransformerConfig(**{**CFG.__dict__, **changes})
 
   def loss(cfg, p):
     logits = Transformer(cfg).apply(p, tokens, segments, positions)[0]
     return jnp.mean(logits ** 2), logits
 
   (_, base), base_grads = jax.value_and_grad(lambda p: loss(CFG, p), has_aux=True)(params)
-  (_, out), grads = jax.value_and_grad(lambda p: loss(changed, p), has_aux=True)(params)
+  (_, out), grads = jax.value_and_grad(lambda p: loss(changed, p), has_aux=True)(changed_params)
   np.testing.assert_allclose(out, base, atol=2e-5)
+  expected = base_grads if changed.scan_layers else _unstack_layers(base_grads)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads,
-               base_grads)
+               expected)
+
+
+def _unstack_layers(variables):
+  """Scanned parameters ({"layers": stacked}) as separately named layers_0, layers_1, ..."""
+  params = dict(variables["params"])
+  stacked = params.pop("layers")
+  for i in range(CFG.n_layers):
+    params[f"layers_{i}"] = jax.tree.map(lambda x: x[i], stacked)
+  return {"params": params}
+
+
+def test_unscanned_layers_decode_with_the_kv_cache():
+  unscanned = TransformerConfig(**{**CFG.__dict__, "scan_layers": False})
+  tokens, variables = _init(unscanned)
+  model, params = Transformer(unscanned), nn.unbox(variables)
+  assert "layers_1" in params["params"]
+  full, _ = model.apply(params, tokens)
+  logits, cache = model.apply(params, tokens[:, :7], cache=init_cache(unscanned, 2, 16))
+  step, _ = model.apply(params, tokens[:, 7:8], cache=cache)
+  np.testing.assert_allclose(jnp.concatenate([logits, step], axis=1), full[:, :8], atol=2e-5)
 
 
 @pytest.mark.parametrize("policy", ["full", "dots"])
