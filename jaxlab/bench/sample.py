@@ -21,11 +21,13 @@ def prompts(preset: BenchPreset, seed: int = 0) -> np.ndarray:
 
 
 def jaxlab_decode_runner(preset: BenchPreset, prompt_tokens: np.ndarray) -> Runner:
-  """Greedy decoding of NEW_TOKENS per row (no EOS, so every row decodes the full length)."""
+  """Greedy decoding of NEW_TOKENS per row (no EOS, so every row decodes the full length).
+  Layers are not scanned: a scanned decode step would copy every layer's weights out of the
+  stacked arrays at every token."""
   cfg = TransformerConfig(vocab_size=preset.vocab_size, d_model=preset.d_model,
                           n_layers=preset.n_layers, n_heads=preset.n_heads,
                           n_kv_heads=preset.n_kv_heads, d_ff=preset.d_ff,
-                          max_seq_len=PROMPT_LEN + NEW_TOKENS)
+                          max_seq_len=PROMPT_LEN + NEW_TOKENS, scan_layers=False)
   params = nn.unbox(Transformer(cfg).init(jax.random.PRNGKey(0),
                                           jnp.zeros((1, 8), jnp.int32)))["params"]
   tokens = jnp.asarray(prompt_tokens)

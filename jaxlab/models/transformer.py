@@ -21,7 +21,7 @@ import ml_collections
 from jaxlab.models.attention import get_attention
 from jaxlab.models.positional import rope_tables, rotate
 
-Cache = dict[str, jax.Array]
+Cache = dict[str, Any]  # see init_cache
 
 REMAT_POLICIES = {
     "none": None,
@@ -129,15 +129,17 @@ class Attention(nn.Module):
       kv_index, new_cache = q_index, None
     else:
       start = q_index[0, 0]
-      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, start, 0, 0))
-      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, start, 0, 0))
+      k = jax.lax.dynamic_update_slice(cache["k"], k.swapaxes(1, 2).astype(cache["k"].dtype),
+                                       (0, 0, start, 0))
+      v = jax.lax.dynamic_update_slice(cache["v"], v.swapaxes(1, 2).astype(cache["v"].dtype),
+                                       (0, 0, start, 0))
       new_cache = {"k": k, "v": v}
-      kv_index = jnp.broadcast_to(jnp.arange(k.shape[1], dtype=jnp.int32), kv_segment_ids.shape)
+      kv_index = jnp.broadcast_to(jnp.arange(k.shape[2], dtype=jnp.int32), kv_segment_ids.shape)
       k, v = k.astype(dtype), v.astype(dtype)
 
     out = get_attention(cfg.attention_impl)(
         q, k, v, q_index=q_index, kv_index=kv_index, q_segment_ids=segment_ids,
-        kv_segment_ids=kv_segment_ids,
+        kv_segment_ids=kv_segment_ids, kv_heads_first=cache is not None,
         query_block=cfg.attention_query_block if cache is None else 0)
     out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", "act_head_dim"))
     return jnp.einsum("bthk,hkd->btd", out, wo.astype(dtype)), new_cache
@@ -228,11 +230,11 @@ class Transformer(nn.Module):
     else:
       new_caches = []
       for i in range(cfg.n_layers):
-        this_cache = None if layer_cache is None else jax.tree.map(lambda c: c[i], layer_cache)
+        this_cache = None if layer_cache is None else {n: c[i] for n, c in layer_cache.items()}
         x, new_cache = block(cfg, name=f"layers_{i}")(x, this_cache, *shared)
         new_caches.append(new_cache)
-      new_layer_cache = None if layer_cache is None else jax.tree.map(
-          lambda *c: jnp.stack(c), *new_caches)
+      new_layer_cache = None if layer_cache is None else {
+          n: tuple(c[n] for c in new_caches) for n in ("k", "v")}
     x = RMSNorm(cfg, name="final_norm")(x)
 
     if cfg.tie_embeddings:
@@ -252,11 +254,17 @@ class Transformer(nn.Module):
 
 def init_cache(cfg: TransformerConfig, batch: int, max_length: int,
                dtype: Any = None) -> Cache:
-  """An empty KV cache: k/v [layers, batch, slots, kv_heads, head_dim], slot segment ids, index."""
+  """An empty KV cache: k/v [layers, batch, kv_heads, slots, head_dim] (heads before slots, so
+  that decoding attends without transposing the cache; with `scan_layers=False` a tuple of one
+  [batch, kv_heads, slots, head_dim] array per layer, so that each layer updates its own buffer
+  in place), slot segment ids and the next slot's index."""
   dtype = dtype or DTYPES[cfg.dtype]
-  shape = (cfg.n_layers, batch, max_length, cfg.n_kv_heads, cfg.head_dim)
-  return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
-          "segment_ids": jnp.zeros((batch, max_length), jnp.int32),
+  shape = (batch, cfg.n_kv_heads, max_length, cfg.head_dim)
+  if cfg.scan_layers:
+    k = v = jnp.zeros((cfg.n_layers,) + shape, dtype)
+  else:
+    k = v = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))
+  return {"k": k, "v": v, "segment_ids": jnp.zeros((batch, max_length), jnp.int32),
           "index": jnp.zeros((), jnp.int32)}
 
 
