@@ -1,6 +1,5 @@
 """jaxlab: sharded LLaMA-style pretraining and the studies built on it."""
 
-from jaxlab.platform import configure_cpu_flags, configure_platform
+from jaxlab.platform import configure_platform
 
 configure_platform()
-configure_cpu_flags()

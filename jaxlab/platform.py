@@ -8,18 +8,9 @@ JAX_PLATFORMS, we set it from the hardware actually present.
 from __future__ import annotations
 
 import glob
-import importlib.metadata
 import importlib.util
 import os
 import sys
-
-# XLA:CPU routes matmuls and reductions through YNNPACK by default. For the skinny matmuls of
-# batched decoding and the softmax reductions over a KV cache, its per-call weight packing costs
-# more than the work (jaxlab.bench sample, tiny preset, 2-core Zen 5: 218 -> 160 ms for 128
-# tokens); Eigen's kernels take them back with no loss to the train step. The flag exists in
-# the jaxlib versions named here; unknown XLA flags abort the process, so others are left alone.
-CPU_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=-reduce,-dot"
-CPU_FLAGS_JAXLIB = ("0.10.",)
 
 
 def has_tpu_hardware() -> bool:
@@ -30,19 +21,6 @@ def has_tpu_hardware() -> bool:
 def has_cuda_plugin() -> bool:
   return any(importlib.util.find_spec(name) is not None
              for name in ("jax_cuda12_plugin", "jax_cuda13_plugin"))
-
-
-def configure_cpu_flags() -> None:
-  """Appends CPU_XLA_FLAGS to XLA_FLAGS unless the user's XLA_FLAGS already sets that flag or
-  jaxlib is a version it was not measured with. Must run before jax creates its CPU backend."""
-  flags = os.environ.get("XLA_FLAGS", "")
-  name = CPU_XLA_FLAGS.split("=")[0]
-  try:
-    jaxlib_version = importlib.metadata.version("jaxlib")
-  except importlib.metadata.PackageNotFoundError:
-    return
-  if name not in flags and jaxlib_version.startswith(CPU_FLAGS_JAXLIB):
-    os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAGS}".strip()
 
 
 def configure_platform() -> None:
