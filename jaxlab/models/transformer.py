@@ -4,8 +4,8 @@ Layers run under `nn.scan` (one compiled layer body, parameters stacked on a `la
 configurable remat policy; `scan_layers=False` builds them as separately named modules
 (`layers_0`, ...) instead, which compiles longer but lets small models on CPU skip the stacking
 copies of scanned parameters, gradients and residuals. Every parameter and activation carries
-logical axis names that `jaxlab.parallel` maps onto the mesh. The same weights serve training (packed sequences with
-segment ids) and KV-cache decoding (`init_cache` + calls with `cache=`).
+logical axis names that `jaxlab.parallel` maps onto the mesh. The same weights serve training
+(packed sequences with segment ids) and KV-cache decoding (`init_cache` + calls with `cache=`).
 """
 
 from __future__ import annotations
