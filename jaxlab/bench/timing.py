@@ -23,15 +23,17 @@ def interleaved_medians(runners: dict[str, Runner], repeats: int, warmup: int = 
                         round_size: int = 2) -> dict[str, float]:
   """Median wall time per runner, timed in alternating rounds of `round_size` calls each.
 
-  Every runner is warmed up first; the first call of each round is not timed either, so that one
-  contender's thread pools winding down do not bill the next one."""
+  Every runner is warmed up first; with several runners the first call of each round is not
+  timed either, so that one contender's thread pools winding down do not bill the next one."""
   for run in runners.values():
     for _ in range(warmup):
       run()
   times: dict[str, list[float]] = {name: [] for name in runners}
+  lead_in = len(runners) > 1
   while min(len(t) for t in times.values()) < repeats:
     for name, run in runners.items():
-      run()
+      if lead_in:
+        run()
       for _ in range(round_size):
         start = time.perf_counter()
         run()

@@ -27,11 +27,6 @@ def rotate(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
   return rotated.astype(x.dtype)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float = 10000.0) -> jax.Array:
-  """RoPE of x [B, T, H, D] at positions [B, T]: `rotate` with freshly computed tables."""
-  return rotate(x, *rope_tables(positions, x.shape[-1], theta))
-
-
 # Gray-code and logarithmic relative positional encodings for spiking Transformers
 # (arXiv 2501.16745; specs/spiking_rpe.md). Both stay binary-compatible: Gray codes are bits
 # appended to the binary queries and keys, the Log-PE bias is a non-negative integer matrix.

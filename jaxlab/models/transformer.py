@@ -234,7 +234,7 @@ class Transformer(nn.Module):
         x, new_cache = block(cfg, name=f"layers_{i}")(x, this_cache, *shared)
         new_caches.append(new_cache)
       new_layer_cache = None if layer_cache is None else {
-          n: tuple(c[n] for c in new_caches) for n in ("k", "v")}
+          n: tuple(c[n] for c in new_caches) for n in layer_cache}
     x = RMSNorm(cfg, name="final_norm")(x)
 
     if cfg.tie_embeddings:

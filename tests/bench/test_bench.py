@@ -25,6 +25,9 @@ def test_interleaved_medians_alternate_rounds_and_skip_each_rounds_first_call():
   runners = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
   interleaved_medians(runners, repeats=4, warmup=1, round_size=2)
   assert calls == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
+  calls.clear()
+  interleaved_medians({"a": runners["a"]}, repeats=4, warmup=1, round_size=2)
+  assert calls == ["a"] * 5  # one contender: no untimed lead-in per round
 
 
 def test_markdown_table():
