@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= workdirs/demo
 
-.PHONY: install demo test clean
+.PHONY: install demo test lint clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	rm -rf $(WORKDIR)
 	JAX_PLATFORMS=cpu $(PY) -m jaxlab.launch --config configs/smi_scaling.py --workdir $(WORKDIR)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest tests

@@ -1,4 +1,4 @@
-"""DLL study, CNN on scikit-learn digits (specs/dll.md): conv32-maxpool-conv64-maxpool-conv32-
+"""DLL study, CNN on scikit-learn digits (docs/dll.md): conv32-maxpool-conv64-maxpool-conv32-
 avgpool-128-10, tanh, 3x3 SAME convs (8x8 -> 4x4 -> 2x2 -> 1x1), with the bp, fa, dll and dll_fa
 baselines.
 

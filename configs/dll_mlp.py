@@ -1,4 +1,4 @@
-"""DLL study, MLP: 64-256-128-64-10 tanh on scikit-learn digits (specs/dll.md), with the
+"""DLL study, MLP: 64-256-128-64-10 tanh on scikit-learn digits (docs/dll.md), with the
 backprop (bp), feedback alignment (fa), DLL (dll) and frozen-Theta DLL (dll_fa) baselines.
 
 Args: a method name and key=value items, e.g. `configs/dll_mlp.py:dll_fa`,
@@ -8,7 +8,7 @@ copy) the net is the paper's 1024-512-256 MLP with batch 128.
 
 Peak learning rates (Adam, linear decay to 0; Theta's is a tenth) were chosen per method on a
 15% validation split of the digits train set, 50 epochs, 3 seeds, from {1e-4, 3e-4, 1e-3, 3e-3,
-1e-2, 3e-2}. As the spec notes, the reference code's 5e-5..1e-4 are far too low on digits.
+1e-2, 3e-2}. The reference code's 5e-5..1e-4 are far too low on digits (docs/dll.md).
 """
 
 import ml_collections

@@ -1,4 +1,4 @@
-"""The SMI scaling study end to end on a synthetic knowledge corpus (specs/smi.md section 7).
+"""The SMI scaling study end to end on a synthetic knowledge corpus (docs/smi.md section 7).
 
 generate corpus -> count -> pretrain 3 model sizes -> CBQA per size -> fit per size ->
 summary.json, a combined figure and report.md in the workdir.

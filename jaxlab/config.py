@@ -8,12 +8,15 @@ Overrides are `--config.a.b=value`, parsed to the type of the existing field.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import importlib.util
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
 import ml_collections
+
+_Settings = TypeVar("_Settings")
 
 
 class ConfigError(ValueError):
@@ -138,3 +141,59 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
+
+
+def settings_from_section(cls: type[_Settings], section: ml_collections.ConfigDict | dict,
+                          name: str, **extra: Any) -> _Settings:
+  """Reads a config section into the frozen dataclass `cls` (the one place its defaults live).
+
+  Unknown keys are a one-line ConfigError naming the nearest field; fields the section leaves out
+  take the dataclass default; `extra` fills fields that come from elsewhere in the config.
+  """
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  values = dict(section.items()) if section is not None else {}
+  for key in values:
+    if key not in fields:
+      raise ConfigError(_unknown_key_message("unknown config key", f"{name}.{key}",
+                                             [f"{name}.{f}" for f in fields]))
+  unknown_extra = sorted(set(extra) - set(fields))
+  if unknown_extra:
+    raise TypeError(f"{cls.__name__} has no field(s) {', '.join(unknown_extra)}")
+  values.update(extra)
+  missing = [f for f, spec in fields.items() if f not in values
+             and spec.default is dataclasses.MISSING
+             and spec.default_factory is dataclasses.MISSING]
+  if missing:
+    raise ConfigError(f"config section {name!r} needs {', '.join(f'{name}.{m}' for m in missing)}")
+  return cls(**{k: _plain(v) for k, v in values.items()})
+
+
+def section_defaults(cls: type) -> ml_collections.ConfigDict:
+  """A ConfigDict of `cls`'s defaults: what presets start from, so no default is written twice.
+
+  Fields without a default (e.g. model shapes) are left out; the preset must set them.
+  """
+  defaults = {}
+  for field in dataclasses.fields(cls):
+    if field.default is not dataclasses.MISSING:
+      defaults[field.name] = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+      defaults[field.name] = field.default_factory()
+  return ml_collections.ConfigDict(defaults)
+
+
+def _plain(value: Any) -> Any:
+  """ConfigDict values as plain Python (nested sections become dicts, lists stay lists)."""
+  if isinstance(value, ml_collections.ConfigDict):
+    return value.to_dict()
+  return value
+
+
+def check_known_keys(section: ml_collections.ConfigDict, known: ml_collections.ConfigDict,
+                     name: str) -> None:
+  """Raises ConfigError for a key of `section` (nested sections too) that `known` lacks: for
+  sections a whole module reads, such as `data` and `mesh`, instead of a dataclass."""
+  valid = [f"{name}.{key}" for key in flat_keys(known)]
+  for key in flat_keys(section):
+    if f"{name}.{key}" not in valid:
+      raise ConfigError(_unknown_key_message("unknown config key", f"{name}.{key}", valid))

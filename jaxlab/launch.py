@@ -13,7 +13,6 @@ import json
 import logging as std_logging
 import os
 import pkgutil
-import sys
 from types import ModuleType
 
 import jaxlab  # noqa: F401  (selects the JAX platform before jax is imported)
@@ -21,6 +20,7 @@ import jax
 from absl import app, flags, logging
 
 from jaxlab import experiments
+from jaxlab.cli import fail
 from jaxlab.config import ConfigError, apply_overrides, load_config, write_config
 from jaxlab.parallel import distributed
 
@@ -33,12 +33,6 @@ flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
 
 OVERRIDE_PREFIX = "--config."
 _overrides: list[tuple[str, str]] = []
-
-
-def fail(message: str) -> None:
-  """Reports bad user input the agreed way: one line on stderr, exit status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """Batched autoregressive sampling with the KV cache: one jitted prefill + `while_loop` decode.
 
-Shared by CBQA evaluation, SCIR and PPO. Prompts are left-padded so every row's last prompt token
-sits in the same cache slot and all rows decode in lockstep; padding has segment id 0 and is never
+Used by CBQA evaluation (sampling-based training, e.g. SCIR or TL-Training's PPO stage, is
+planned, not implemented). Prompts are left-padded so every row's last prompt token sits in the
+same cache slot and all rows decode in lockstep; padding has segment id 0 and is never
 attended, and RoPE positions restart at 0 on each row's first real token, so a row's samples do
 not depend on how much padding its batch needed. Everything runs on device: the loop stops as soon
 as every row has emitted EOS. Temperature and top-p are traced, so sweeping them does not recompile.
@@ -83,10 +84,10 @@ def sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
   """Samples up to `max_new_tokens` continuations of left-padded prompts (see `left_pad`).
 
   `temperature` and `top_p` are scalars; `temperature` 0 is greedy. `logprobs` are under the
-  untempered, unfiltered model distribution (what PPO's ratio needs), whatever temperature/top_p
-  drew the token. Compiles once per
-  (cfg, prompt shape, max_new_tokens, eos_id, pad_id); temperature and top_p are always passed
-  as float32 arrays, so any value, however given, reuses that compilation.
+  untempered, unfiltered model distribution (what a policy-gradient ratio needs), whatever
+  temperature/top_p drew the token. Compiles once per (cfg, prompt shape, max_new_tokens, eos_id,
+  pad_id); temperature and top_p are always passed as float32 arrays, so any value, however
+  given, reuses that compilation.
   """
   return _sample(params, cfg, prompt_tokens, prompt_mask, rng,
                  jnp.asarray(temperature, jnp.float32), jnp.asarray(top_p, jnp.float32),

@@ -1,7 +1,12 @@
+import dataclasses
+
 import ml_collections
 import pytest
 
-from jaxlab.config import ConfigError, apply_overrides, flat_keys, load_config, parse_arg
+from jaxlab import presets
+from jaxlab.config import (ConfigError, apply_overrides, flat_keys, load_config, parse_arg,
+                           section_defaults, settings_from_section)
+from jaxlab.models.transformer import TransformerConfig
 
 
 def _config():
@@ -59,3 +64,63 @@ def test_load_config(tmp_path):
   (tmp_path / "bad.py").write_text("x = 1\n")
   with pytest.raises(ConfigError, match="defines no get_config"):
     load_config(str(tmp_path / "bad.py"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+  width: int
+  rate: float = 0.5
+  names: tuple = dataclasses.field(default_factory=lambda: ("a",))
+
+
+def test_settings_from_section_fills_defaults_and_extra():
+  section = ml_collections.ConfigDict(dict(width=3))
+  assert settings_from_section(_Settings, section, "s") == _Settings(width=3)
+  assert settings_from_section(_Settings, {}, "s", width=4).width == 4
+  assert section_defaults(_Settings).to_dict() == {"rate": 0.5, "names": ("a",)}
+
+
+def test_settings_from_section_unknown_and_missing_keys_are_one_line_errors():
+  with pytest.raises(ConfigError, match=r"^unknown config key 's\.rat' \(did you mean 's\.rate'\?\)$"):
+    settings_from_section(_Settings, dict(width=1, rat=0.1), "s")
+  with pytest.raises(ConfigError, match=r"^config section 's' needs s\.width$"):
+    settings_from_section(_Settings, dict(rate=0.1), "s")
+  with pytest.raises(ConfigError, match="needs model.vocab_size, model.d_model"):
+    TransformerConfig.from_config(ml_collections.ConfigDict())
+
+
+def test_unknown_model_key_in_a_config_file_names_the_nearest_field(tmp_path):
+  path = tmp_path / "typo.py"
+  path.write_text("from jaxlab import presets\n"
+                  "def get_config(arg=None):\n"
+                  "  config = presets.lm_config()\n"
+                  "  config.model.attention_query_blok = 64\n"
+                  "  return config\n")
+  config = load_config(str(path))
+  with pytest.raises(ConfigError) as info:
+    TransformerConfig.from_config(config.model)
+  assert str(info.value) == ("unknown config key 'model.attention_query_blok' "
+                             "(did you mean 'model.attention_query_block'?)")
+  assert isinstance(info.value, ValueError)
+
+
+# Model fields the presets set on purpose; every other field is TransformerConfig's default.
+_LM_SET = set(presets.BASE_SHAPE)
+_SMI_SET = _LM_SET | {"vocab_size", "max_seq_len", "param_dtype", "dtype", "remat_policy",
+                      "attention_query_block"}
+
+
+@pytest.mark.parametrize("model,on_purpose", [
+    (presets.model_config(), _LM_SET),
+    (presets.lm_config().model, _LM_SET),
+    (presets.smi_llama_config("7b", global_batch=8).model, _SMI_SET),
+])
+def test_preset_model_sections_take_the_dataclass_defaults(model, on_purpose):
+  fields = {f.name: f for f in dataclasses.fields(TransformerConfig)}
+  assert set(model) == set(fields)
+  for name, field in fields.items():
+    if name not in on_purpose:
+      assert model[name] == field.default, name
+  assert section_defaults(TransformerConfig).to_dict() == {
+      name: f.default for name, f in fields.items() if name not in presets.BASE_SHAPE}
+  TransformerConfig.from_config(model).validate()

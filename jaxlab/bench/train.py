@@ -9,8 +9,8 @@ from jaxlab import presets as config_presets
 from jaxlab.bench.presets import BenchPreset
 from jaxlab.bench.timing import Runner
 from jaxlab.data.global_batch import to_global_batch
+from jaxlab.experiments.lm_pretrain import build_trainer
 from jaxlab.train.flops import peak_flops_per_device, train_flops_per_token
-from jaxlab.train.setup import build_setup
 
 
 def lm_bench_config(preset: BenchPreset, dtype: str = "float32"):
@@ -33,22 +33,23 @@ def random_tokens(preset: BenchPreset, seed: int = 0) -> np.ndarray:
 
 def jaxlab_train_runner(preset: BenchPreset, tokens: np.ndarray) -> tuple[Runner, float]:
   """(one compiled train step on the tokens, blocking; model FLOPs per token)."""
-  setup = build_setup(lm_bench_config(preset), jax.devices()[:1])
-  step = setup.compile_train_step()
+  config = lm_bench_config(preset)
+  trainer = build_trainer(config, "", jax.devices()[:1], with_data=False)
+  step = trainer.compile()
   positions = np.broadcast_to(np.arange(preset.seq_len, dtype=np.int32),
                               (preset.batch, preset.seq_len))
   batch = to_global_batch({
       "inputs": tokens[:, :-1], "targets": tokens[:, 1:],
       "segment_ids": np.ones((preset.batch, preset.seq_len), np.int32),
       "positions": np.ascontiguousarray(positions),
-      "loss_weights": np.ones((preset.batch, preset.seq_len), np.float32)}, setup.batch_sharding)
-  holder = {"state": setup.create_state()}
+      "loss_weights": np.ones((preset.batch, preset.seq_len), np.float32)}, trainer.batch_sharding)
+  holder = {"state": trainer.create_state()}
 
   def once():
     holder["state"], metrics = step(holder["state"], batch)
     jax.block_until_ready(metrics["loss"])
 
-  return once, train_flops_per_token(setup.model_cfg, preset.seq_len)
+  return once, train_flops_per_token(trainer.program.objective.model.cfg, preset.seq_len)
 
 
 def train_row(preset: BenchPreset, seconds: float, flops_per_token: float) -> dict:

@@ -1,36 +1,40 @@
 """Experiment `dll`: train an MLP, CNN or RNN with backprop (bp), feedback alignment (fa),
 Dendritic Localized Learning (dll) or DLL with frozen Theta (dll_fa), chosen by `config.method`.
 
-Per epoch it logs train loss and accuracies to metrics.jsonl and TensorBoard, checkpoints every
-`checkpoint.every` epochs (resuming from the workdir automatically) and ends by writing
-summary.json with `test_accuracy` (next-character accuracy for the RNN task).
+DLL is an ordinary objective: smoothed cross-entropy summed over predictions, whose `jax.grad`
+through the nets' custom-VJP layers (jaxlab.models.dll) is backprop's gradient for bp and the
+local updates for fa, dll and dll_fa. The trainer logs once per epoch, evaluates accuracy on the
+test split (and a validation split, when held out) every `train.eval_every` epochs, checkpoints
+every `checkpoint.every` epochs and writes summary.json with `test_accuracy` (next-character
+accuracy for the RNN task).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import statistics
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxlab.config import ConfigError, parse_arg
+from jaxlab.config import (ConfigError, check_known_keys, parse_arg, section_defaults,
+                           settings_from_section)
 from jaxlab.data import char_tasks, vision
 from jaxlab.models.dll import METHODS, LearningRule
-from jaxlab.models.dll_nets import MODEL_KINDS, POOLS, build_net
-from jaxlab.train.checkpoints import Checkpointer
-from jaxlab.train.dll_loop import (build_optimizer, create_state, make_accuracy, make_train_epoch,
-                                   make_train_step)
-from jaxlab.train.metrics import MetricsWriter, Progress
+from jaxlab.models.dll_nets import NetConfig, build_net
+from jaxlab.objectives.supervised import Classification
+from jaxlab.train.checkpoints import CheckpointSettings
+from jaxlab.parallel.mesh import default_mesh_config
+from jaxlab.train.epochs import (EpochTrainSettings, epoch_trainer, shape_only,
+                                 validate_batch_split)
+from jaxlab.train.optimizer import FeedbackAdamSettings, build_feedback_optimizer
+from jaxlab.train.trainer import Program, Trainer
 
-logger = logging.getLogger(__name__)
 TEXT_TASK = "stdlib_text"
 
 
@@ -61,13 +65,39 @@ def base_config(method: str, seed: int) -> ml_collections.ConfigDict:
   config.seed = seed
   # Learning rule (dll, dll_fa; fa always uses scale 1, no clipping). theta_sign=+1 is the
   # reference MLP/CNN code's Theta update, -1 the paper's Eq. 9 (and its RNN code).
-  config.rule = ml_collections.ConfigDict(dict(form="inner", theta_sign=1.0, clip=50.0, scale=2.0))
-  config.optimizer = ml_collections.ConfigDict(dict(
-      lr=1e-3, theta_lr_ratio=0.1, b1=0.9, b2=0.999, eps=1e-8))
-  config.train = ml_collections.ConfigDict(dict(
-      epochs=50, batch_size=64, label_smoothing=0.1, eval_batch=1000))
-  config.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=2, use_async=False))
+  config.rule = ml_collections.ConfigDict(
+      {k: v for k, v in section_defaults(LearningRule).items() if k != "method"})
+  config.optimizer = section_defaults(FeedbackAdamSettings)
+  config.train = section_defaults(EpochTrainSettings)
+  config.train.update(epochs=50, label_smoothing=0.1, eval_batch_size=1000)
+  config.checkpoint = section_defaults(CheckpointSettings)
+  config.checkpoint.update(every=10, keep=2, use_async=False)
+  config.mesh = default_mesh_config()
   return config
+
+
+@dataclasses.dataclass(frozen=True)
+class DLLSettings:
+  """A DLL run's config, read once; `data` stays a section (the loaders read it whole)."""
+  seed: int
+  rule: LearningRule
+  model: NetConfig
+  optimizer: FeedbackAdamSettings
+  train: EpochTrainSettings
+  checkpoint: CheckpointSettings
+  data: ml_collections.ConfigDict
+  mesh: ml_collections.ConfigDict
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "DLLSettings":
+    return cls(seed=int(config.seed), rule=learning_rule(config),
+               model=NetConfig.from_config(config.model),
+               optimizer=settings_from_section(FeedbackAdamSettings, config.optimizer,
+                                               "optimizer"),
+               train=settings_from_section(EpochTrainSettings, config.train, "train"),
+               checkpoint=settings_from_section(CheckpointSettings, config.checkpoint,
+                                                "checkpoint"),
+               data=config.data, mesh=config.mesh)
 
 
 def image_data_config(name: str = "digits") -> ml_collections.ConfigDict:
@@ -85,31 +115,25 @@ def text_data_config(seq_len: int = 32, max_chars: int = 100_000) -> ml_collecti
 def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
   """Checks the config (and, unless dry_run, that the data is there); raises ConfigError."""
   try:
-    rule = learning_rule(config)
+    settings = DLLSettings.from_config(config)
+    settings.model.validate()
+    settings.train.validate(settings.checkpoint)
+    validate_batch_split(settings.train, settings.mesh)
+    if not settings.optimizer.lr > 0:
+      raise ValueError(f"optimizer.lr must be positive, got {settings.optimizer.lr}")
   except ValueError as e:
     raise ConfigError(str(e)) from None
-  kind = config.model.kind
-  if kind not in MODEL_KINDS:
-    raise ConfigError(f"unknown model.kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
-  if rule.form == "outer" and kind != "mlp":
+  kind = settings.model.kind
+  if settings.rule.form == "outer" and kind != "mlp":
     raise ConfigError(f"rule.form='outer' is available for model.kind='mlp' only, not {kind!r}")
-  if kind == "cnn":
-    if len(config.model.pools) != len(config.model.channels):
-      raise ConfigError("model.pools needs one entry per model.channels entry")
-    if any(p not in POOLS for p in config.model.pools):
-      raise ConfigError(f"model.pools entries must be one of {', '.join(POOLS)}")
-  for key in ("train.epochs", "train.batch_size", "train.eval_batch", "checkpoint.every"):
-    section, field = key.split(".")
-    if config[section][field] < 1:
-      raise ConfigError(f"{key} must be at least 1, got {config[section][field]}")
-  if config.optimizer.lr <= 0:
-    raise ConfigError(f"optimizer.lr must be positive, got {config.optimizer.lr}")
   if not 0.0 <= config.data.validation_fraction < 1.0:
     raise ConfigError(f"data.validation_fraction must be in [0, 1), got "
                       f"{config.data.validation_fraction}")
   if (kind == "rnn") != (config.data.name == TEXT_TASK):
     raise ConfigError(f"model.kind='rnn' goes with data.name={TEXT_TASK!r} and only it; got "
                       f"model.kind={kind!r}, data.name={config.data.name!r}")
+  check_known_keys(config.data, text_data_config() if kind == "rnn" else image_data_config(),
+                   "data")
   if kind != "rnn":
     try:
       if dry_run:
@@ -122,9 +146,8 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
 
 
 def learning_rule(config: ml_collections.ConfigDict) -> LearningRule:
-  return LearningRule(method=config.method, form=config.rule.form,
-                      theta_sign=float(config.rule.theta_sign), clip=float(config.rule.clip),
-                      scale=float(config.rule.scale))
+  """The `rule` section (the method comes from `config.method`)."""
+  return settings_from_section(LearningRule, config.rule, "rule", method=config.method)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,92 +179,65 @@ def load_task(config: ml_collections.ConfigDict) -> Task:
   return Task(train, evals, tuple(train[0].shape[1:]), num_classes)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def build_trainer(config: ml_collections.ConfigDict, workdir: str,
+                  devices: Sequence[jax.Device] | None = None) -> Trainer:
+  """The trainer of the run `config` describes, on `devices` (default: all)."""
+  return _trainer(DLLSettings.from_config(config), load_task(config), workdir, devices)
+
+
+def _trainer(settings: DLLSettings, task: Task, workdir: str,
+             devices: Sequence[jax.Device] | None) -> Trainer:
+  net = build_net(settings.model, settings.rule, task.input_shape, task.num_classes)
+  objective = Classification(lambda params, state, x, train: (net.apply(params, x), state),
+                             settings.train.label_smoothing)
+
+  def program(total_steps: int) -> Program:
+    tx, schedule = build_feedback_optimizer(settings.optimizer, total_steps,
+                                            settings.rule.learns_theta)
+    return Program(objective=objective, init_variables=lambda rng: {"params": net.init(rng)},
+                   tx=tx, schedule=schedule)
+
+  return epoch_trainer(
+      train=settings.train, checkpoint=settings.checkpoint, seed=settings.seed,
+      program_for_steps=program, arrays=_arrays(task.train),
+      eval_sets={name: _arrays(split) for name, split in task.evals.items()},
+      mesh_cfg=settings.mesh, workdir=workdir, devices=devices,
+      summary_fields={"method": settings.rule.method, "model": settings.model.kind,
+                      "data": settings.data.name, "seed": settings.seed})
+
+
+def _arrays(split: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+  return {"inputs": split[0], "targets": split[1].astype(np.int32)}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
   """Trains `config.train.epochs` epochs (resuming from the latest checkpoint) and returns the
   summary it writes to summary.json."""
-  task = load_task(config)
-  train_cfg = config.train
-  steps_per_epoch = len(task.train[0]) // train_cfg.batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(f"train.batch_size={train_cfg.batch_size} exceeds the "
-                     f"{len(task.train[0])} training examples")
-  rule = learning_rule(config)
-  net = build_net(config.model, rule, task.input_shape, task.num_classes)
-  tx, schedule = build_optimizer(config.optimizer, train_cfg.epochs * steps_per_epoch,
-                                 rule.learns_theta)
-  state = create_state(net.init, tx, config.seed)
-  train_epoch = make_train_epoch(make_train_step(net.apply, tx, train_cfg.label_smoothing),
-                                 train_cfg.batch_size, steps_per_epoch)
-  accuracy = make_accuracy(net.apply, train_cfg.eval_batch)
-  train_x, train_y = (jnp.asarray(a) for a in task.train)
-
-  checkpointer = Checkpointer(workdir, config.checkpoint)
-  start_epoch = 0
-  if checkpointer.latest_step() is not None:
-    state, data_state = checkpointer.restore_like(state)
-    start_epoch = int(data_state["epoch"])
-    logger.info("resumed from epoch %d", start_epoch)
-
-  writer, progress = MetricsWriter(workdir), Progress(train_cfg.epochs, initial=start_epoch)
-  epoch_times, train_loss, metrics = [], float("nan"), {}
-  for epoch in range(start_epoch + 1, train_cfg.epochs + 1):
-    started = time.perf_counter()
-    state, loss = train_epoch(state, train_x, train_y)
-    train_loss = float(loss)
-    epoch_times.append(time.perf_counter() - started)
-    metrics = {f"{name}_accuracy": accuracy(state.params, *arrays)
-               for name, arrays in task.evals.items()}
-    metrics.update(train_loss=train_loss, epoch_time_s=epoch_times[-1],
-                   lr=float(schedule(int(state.step))))
-    writer.write(epoch, metrics)
-    progress.update(epoch, {"loss": train_loss})
-    if epoch % config.checkpoint.every == 0 or epoch == train_cfg.epochs:
-      checkpointer.save(epoch, state, {"epoch": epoch})
-  checkpointer.close()
-  writer.close()
-  progress.close()
-  if not metrics:  # nothing left to train: report the restored state
-    metrics = {f"{name}_accuracy": accuracy(state.params, *arrays)
-               for name, arrays in task.evals.items()}
-
-  summary = {
-      "method": config.method, "model": config.model.kind, "data": config.data.name,
-      "seed": config.seed, "epochs": train_cfg.epochs, "steps_per_epoch": steps_per_epoch,
-      "params": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params)),
-      **{k: v for k, v in metrics.items() if k.endswith("_accuracy")},
-      "final_train_loss": train_loss,
-      # The first epoch of a process includes compilation; the median of the rest is the speed.
-      "epoch_time_s": statistics.median(epoch_times[1:] or epoch_times or [float("nan")]),
-      "first_epoch_time_s": epoch_times[0] if epoch_times else float("nan"),
-  }
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  logger.info("summary: %s", summary)
-  return summary
+  return build_trainer(config, workdir, devices).run()
 
 
 def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Compiles one training step on abstract inputs (no data read) and writes dry_run.json."""
+  settings = DLLSettings.from_config(config)
+  batch = settings.train.batch_size
   if config.data.name == TEXT_TASK:
     input_shape, num_classes, dtype = (config.data.seq_len,), len(char_tasks.ALPHABET), jnp.int32
+    labels_shape: tuple[int, ...] = (batch, config.data.seq_len)
   else:
     input_shape, num_classes = vision.IMAGE_SHAPES[config.data.name], vision.NUM_CLASSES
-    dtype = jnp.float32
-  rule = learning_rule(config)
-  net = build_net(config.model, rule, input_shape, num_classes)
-  tx, _ = build_optimizer(config.optimizer, 1, rule.learns_theta)
-  state = jax.eval_shape(lambda: create_state(net.init, tx, config.seed))
-  batch = config.train.batch_size
-  labels_shape = (batch, *input_shape[:1]) if config.data.name == TEXT_TASK else (batch,)
-  step = make_train_step(net.apply, tx, config.train.label_smoothing)
+    dtype, labels_shape = jnp.float32, (batch,)
+  placeholder = (shape_only((batch, *input_shape), dtype), shape_only(labels_shape, np.int32))
+  task = Task(placeholder, {}, tuple(input_shape), num_classes)
+  trainer = _trainer(settings, task, workdir, None)
   started = time.perf_counter()
-  compiled = jax.jit(step).lower(state, jax.ShapeDtypeStruct((batch, *input_shape), dtype),
-                                 jax.ShapeDtypeStruct(labels_shape, jnp.int32)).compile()
+  compiled = trainer.compile()
   cost = compiled.cost_analysis() or {}
   result = {
-      "method": config.method, "model": config.model.kind,
-      "params": sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params)),
+      "method": settings.rule.method, "model": settings.model.kind,
+      "params": trainer.num_params(),
       "flops_per_step": float(cost.get("flops", float("nan"))),
+      "bytes_per_device": trainer.bytes_per_device,
       "compile_s": round(time.perf_counter() - started, 2),
   }
   with open(os.path.join(workdir, "dry_run.json"), "w") as f:

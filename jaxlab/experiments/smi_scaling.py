@@ -16,16 +16,16 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jaxlab.cli import write_jsonl_atomic
 from jaxlab.config import ConfigError
+from jaxlab.eval.run_loading import load_run
 from jaxlab.experiments import lm_pretrain
 from jaxlab.models.transformer import count_params
 from jaxlab.smi import corpus_gen, report
-from jaxlab.smi.cbqa import cbqa_accuracy, merge_counts, write_jsonl_atomic
+from jaxlab.smi.cbqa import cbqa_accuracy, merge_counts
 from jaxlab.smi.count import count_triples
 from jaxlab.smi.fit import fit_records
-from jaxlab.smi.run_loading import load_run
 from jaxlab.smi.triples import load_templates, load_triples
-from jaxlab.train.loop import train_lm
 
 METHODS = ("CO-OCCUR", "MI", "SMI")
 
@@ -97,7 +97,7 @@ def _size_result(config, size: str, workdir: str, data_dir: str, counts_path: st
       return json.load(f)
   run_config = size_config(config, size, data_dir)
   _stage(f"size {size}: pretraining {dict(config.sizes[size])}")
-  summary = train_lm(run_config, run_dir)
+  summary = lm_pretrain.run(run_config, run_dir)
   _stage(f"size {size}: closed-book QA")
   run = load_run(run_dir)
   triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
@@ -109,7 +109,7 @@ def _size_result(config, size: str, workdir: str, data_dir: str, counts_path: st
                              seed=config.seed)
   records = merge_counts(triples, accuracies, counts_path)
   write_jsonl_atomic(os.path.join(run_dir, "records.jsonl"), records)
-  params = count_params(run.setup.abstract_state.params)
+  params = count_params(run.params)
   fit = fit_records(records, params=params, variant=config.fit_variant)
   result = {"size": size, "params": params, "loss": summary.get("loss"),
             "eval_loss": summary.get("eval_loss"), "mean_acc": float(np.mean(accuracies)),

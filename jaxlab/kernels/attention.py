@@ -1,11 +1,12 @@
 """Flash attention: causal by index, grouped-query, packed segments; a Pallas kernel per platform.
 
-`flash_attention` has the signature of `jaxlab.models.attention.xla_attention` (registered there
-as attention_impl="pallas") and the same semantics. Forward and backward are tiled kernels with an
-online softmax; the forward saves only the output and the per-row logsumexp for the backward.
-TPU runs our own Mosaic kernels (`attention_tpu`), GPU our own Triton kernels (`attention_gpu`),
-other platforms the jnp reference below, chosen by `dispatch`. Single-token decode falls back to
-`xla_attention` (one query row would be padded to a whole query block).
+`flash_attention` has the signature of `attention_reference.xla_attention` and the same
+semantics (`jaxlab.models.attention` registers it as attention_impl="pallas"). Forward and
+backward are tiled kernels with an online softmax; the forward saves only the output and the
+per-row logsumexp for the backward. TPU runs our own Mosaic kernels (`attention_tpu`), GPU our
+own Triton kernels (`attention_gpu`), other platforms the jnp reference below, chosen by
+`dispatch`. Single-token decode falls back to `xla_attention` (one query row would be padded to a
+whole query block).
 
 Under a multi-device mesh (`jax.set_mesh` with flax logical axis rules, as the trainer sets up)
 the kernels run per device through `jax.shard_map` over the model's activation sharding: batch
@@ -25,8 +26,8 @@ import numpy as np
 from jax.sharding import PartitionSpec
 
 from jaxlab.kernels import attention_gpu, attention_tpu
+from jaxlab.kernels.attention_reference import attention_mask, xla_attention
 from jaxlab.kernels.dispatch import dispatch, resolve_target, warn_once
-from jaxlab.models.attention import attention_mask, xla_attention
 
 
 def _grouped_scores(q, k, mask):
@@ -149,7 +150,7 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Ar
                     tpu_blocks: attention_tpu.TpuBlocks = attention_tpu.TpuBlocks(),
                     gpu_blocks: attention_gpu.GpuBlocks = attention_gpu.GpuBlocks()) -> jax.Array:
   """Attention of q [B, T, H, D] over k/v [B, S, K, D] (K divides H), masked as in
-  `jaxlab.models.attention.attention_mask`; `target` as in `jaxlab.kernels.dispatch`."""
+  `attention_reference.attention_mask`; `target` as in `jaxlab.kernels.dispatch`."""
   target = resolve_target(target)
   if q.shape[1] == 1:
     warn_once("flash_attention", "single-token decode (T=1) uses xla_attention: one query "

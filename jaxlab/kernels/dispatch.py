@@ -1,11 +1,13 @@
 """Which implementation a kernel runs: the TPU (Mosaic) kernel, the GPU (Triton) kernel, or the
 pure-jnp reference, optionally interpreted on CPU.
 
+Whether a model uses a kernel at all is chosen by its config (`model.attention_impl`,
+`model.loss_impl`, `model.neuron_impl`, ...); this module only picks the platform variant.
 Targets: "auto" (default), "reference", "tpu", "gpu", "tpu-interpret", "gpu-interpret". "auto"
 stages out all three with `lax.platform_dependent`, so the choice is made when the program is
 lowered: an ahead-of-time compile for a TPU topology from a CPU machine gets the TPU kernel, a CPU
-run gets the reference. The environment variable JAXLAB_KERNELS overrides "auto" (tests set it to
-"tpu-interpret" to run the Mosaic kernels in Pallas' interpreter on CPU).
+run gets the reference. The environment variable JAXLAB_KERNELS overrides "auto", for tests only
+(they set it to "tpu-interpret" to run the Mosaic kernels in Pallas' interpreter on CPU).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _warned: set[tuple[str, str]] = set()
 
 
 def resolve_target(target: str | None) -> str:
-  """The effective target: the argument, else $JAXLAB_KERNELS, else "auto"."""
+  """The effective target: the argument, else $JAXLAB_KERNELS (for tests only), else "auto"."""
   target = target or os.environ.get(ENV_VAR) or "auto"
   if target not in TARGETS:
     raise ValueError(f"unknown kernel target {target!r}; choose from {', '.join(TARGETS)}")

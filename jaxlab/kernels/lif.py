@@ -1,6 +1,6 @@
 """Multi-step LIF neuron fused over time steps, with the surrogate-gradient backward as a kernel.
 
-Same semantics and signature as `jaxlab.models.spiking_neurons.lif_multistep` (the reference):
+Same semantics and signature as `lif_reference.lif_multistep` (the reference):
 H[t] = V[t-1] + (X[t] - (V[t-1] - V_reset)) / tau, S[t] = Heaviside(H[t] - V_th),
 V[t] = H[t] (1 - S[t]) + V_reset S[t] with S stop-gradiented in the reset. The forward kernel
 keeps V in registers/VMEM across all T steps and writes S and the charge H (float32, the only
@@ -25,9 +25,9 @@ from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as plgpu
 
 from jaxlab.kernels.dispatch import dispatch, resolve_target
+from jaxlab.kernels.lif_reference import Surrogate
+from jaxlab.kernels.lif_reference import lif_multistep as reference_lif
 from jaxlab.kernels.tiling import pad_axis, round_up
-from jaxlab.models.spiking_neurons import Surrogate
-from jaxlab.models.spiking_neurons import lif_multistep as reference_lif
 
 LANES = 128
 
@@ -171,7 +171,7 @@ def lif_multistep(x_seq: jax.Array, tau: float = 2.0, v_th: float = 1.0,
                   target: str | None = None, block_rows: int = 64,
                   block_gpu: int = 1024) -> jax.Array:
   """Input current [T, ...] -> spikes [T, ...] (x_seq.dtype), differentiable via `surrogate`.
-  `target` as in `jaxlab.kernels.dispatch`; "reference" is the models' jnp scan."""
+  `target` as in `jaxlab.kernels.dispatch`; "reference" is `lif_reference`'s jnp scan."""
   target = resolve_target(target)
   if target == "reference":
     return reference_lif(x_seq, tau, v_th, surrogate, v_reset)

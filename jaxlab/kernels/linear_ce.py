@@ -1,8 +1,9 @@
 """Fused final projection + weighted cross-entropy without materializing [tokens, vocab] logits.
 
 `fused_linear_cross_entropy(hidden, head, targets, weights)` returns the weighted loss sum, the
-weight sum and every token's log-probability of its target (for DPO/PPO), with gradients for
-hidden, head and weights (the log-probabilities are differentiable too). Implementations:
+weight sum and every token's log-probability of its target (for sequence-level objectives such
+as DPO or PPO, none implemented yet), with gradients for hidden, head and weights (the
+log-probabilities are differentiable too). Implementations:
   TPU: Mosaic kernels (`linear_ce_tpu`): logits live only as VMEM tiles.
   GPU and CPU: `chunked_*`, a vocabulary-chunked XLA loop whose matmuls go to cuBLAS / Eigen;
     peak extra memory is one [tokens, chunk] block. A Triton version would have to recompute

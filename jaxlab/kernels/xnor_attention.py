@@ -5,7 +5,7 @@ For binary q, k [..., L, D], values v [..., L, Dv] and binary position codes [L,
 G(n) = n XOR (n >> 1), `jaxlab.models.positional.gray_position_codes`):
   out = ((A + B) V) * scale,  A_ij = D - sum(q_i) - sum(k_j) + 2 q_i.k_j  (matching bits),
   B_ij = nb - Hamming(code_i, code_j),
-exactly `jaxlab.models.spiking_attention.xnor_attention` on codes appended to q and k. With
+exactly `xnor_attention_reference.xnor_attention` on codes appended to q and k. With
 +-1 vectors q~ = [2q - 1, 2c - 1] this is ((q~ k~^T + D + nb) / 2) V: one matmul per tile
 (`xnor_kernels`). Note that without a softmax the product also re-associates into
 q~ (k~^T V), linear in L; the tiled kernel keeps the quadratic form the reference computes.
@@ -23,16 +23,8 @@ from jax.experimental import pallas as pl
 from jaxlab.kernels import xnor_kernels
 from jaxlab.kernels.dispatch import dispatch, resolve_target
 from jaxlab.kernels.tiling import pad_axis, round_up
-from jaxlab.models.spiking_attention import append_position_codes
-from jaxlab.models.spiking_attention import xnor_attention as _model_xnor_attention
-
-
-def reference_xnor_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: jax.Array | float,
-                             codes: jax.Array | None = None) -> jax.Array:
-  """The model's XNOR attention with the Gray codes appended to q and k (pure jnp)."""
-  if codes is not None:
-    q, k = append_position_codes(q, codes), append_position_codes(k, codes)
-  return _model_xnor_attention(q, k, v, scale)
+from jaxlab.kernels.xnor_attention_reference import (append_position_codes,
+                                                      reference_xnor_attention)
 
 
 def _signed_reference(q, k, v, *, dim):

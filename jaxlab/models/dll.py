@@ -1,7 +1,7 @@
 """Dendritic Localized Learning (DLL, arXiv 2501.09976) layers as custom VJPs.
 
 Each layer's backward rule returns DLL quantities instead of gradients, so `jax.grad` of the task
-loss yields every layer's local update in one top-down sweep (specs/dll.md). Row-vector
+loss yields every layer's local update in one top-down sweep (docs/dll.md). Row-vector
 convention: u is (B, in), W and Theta are (in, out); a conv layer uses the same rules with its
 convolution in place of the matmul.
 

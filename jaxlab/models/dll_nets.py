@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from jaxlab.config import settings_from_section
 from jaxlab.models.dll import Conv2D, LearningRule, layer
 from jaxlab.models.dll_rnn import rnn
 
@@ -27,6 +28,45 @@ CONV_THETA_STD = 0.05
 RNN_THETA_STD = 0.05
 MODEL_KINDS = ("mlp", "cnn", "rnn")
 POOLS = ("max", "avg", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+  """The `model` section of a DLL config. `hidden` is the dense hidden widths (mlp, cnn) or the
+  recurrent width (rnn); `channels` and `pools` (one per conv) are the cnn's. Sequences are
+  stored as tuples (config.json gives lists), so the config stays hashable."""
+  kind: str
+  hidden: int | tuple[int, ...]
+  channels: tuple[int, ...] = ()
+  pools: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    for name in ("hidden", "channels", "pools"):
+      value = getattr(self, name)
+      if isinstance(value, list):
+        object.__setattr__(self, name, tuple(value))
+
+  @classmethod
+  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "NetConfig":
+    """Reads the `model` section: unknown keys and a missing kind or hidden are a ConfigError."""
+    return settings_from_section(cls, model_cfg, "model")
+
+  def validate(self) -> None:
+    """Raises ValueError (one line) for an unknown kind or pool, or pools that do not fit."""
+    if self.kind not in MODEL_KINDS:
+      raise ValueError(f"unknown model.kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    if self.kind == "rnn" and not isinstance(self.hidden, int):
+      raise ValueError(f"model.hidden for model.kind='rnn' is one width, got {self.hidden!r}")
+    if self.kind != "rnn" and isinstance(self.hidden, int):
+      raise ValueError(f"model.hidden for model.kind={self.kind!r} is a sequence of widths, "
+                       f"got {self.hidden!r}")
+    if self.kind == "cnn":
+      if not self.channels:
+        raise ValueError("model.kind='cnn' needs model.channels")
+      if len(self.pools) != len(self.channels):
+        raise ValueError("model.pools needs one entry per model.channels entry")
+      if any(p not in POOLS for p in self.pools):
+        raise ValueError(f"model.pools entries must be one of {', '.join(POOLS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,14 +174,16 @@ def recurrent(vocab_size: int, hidden: int, rule: LearningRule) -> Net:
   return Net(init, apply)
 
 
-def build_net(model_cfg: ml_collections.ConfigDict, rule: LearningRule,
+def build_net(model_cfg: NetConfig | ml_collections.ConfigDict, rule: LearningRule,
               input_shape: Sequence[int], num_classes: int) -> Net:
-  """The net named by `model_cfg.kind` for inputs of `input_shape` (one example)."""
+  """The net named by `model_cfg.kind` for inputs of `input_shape` (one example). A ConfigDict
+  `model` section is read with NetConfig.from_config (unknown keys are a ConfigError)."""
+  if not isinstance(model_cfg, NetConfig):
+    model_cfg = NetConfig.from_config(model_cfg)
+  model_cfg.validate()
   if model_cfg.kind == "mlp":
     return mlp([math.prod(input_shape), *model_cfg.hidden, num_classes], rule)
   if model_cfg.kind == "cnn":
     return cnn(input_shape, model_cfg.channels, model_cfg.pools, model_cfg.hidden, num_classes,
                rule)
-  if model_cfg.kind == "rnn":
-    return recurrent(num_classes, model_cfg.hidden, rule)
-  raise ValueError(f"unknown model.kind {model_cfg.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+  return recurrent(num_classes, model_cfg.hidden, rule)

@@ -1,4 +1,4 @@
-"""DLL recurrent network as one custom VJP over the whole sequence (specs/dll.md, RNN form).
+"""DLL recurrent network as one custom VJP over the whole sequence (docs/dll.md, recurrent net).
 
 h_t = f(h_{t-1} W_h + x_t W_x) with h_0 = 0, y_t = h_t W_y. Given the logits' cotangent
 g_t = -xi^y_t, errors run backward in time through Theta_y, Theta_h instead of W_y^T, W_h^T:

@@ -28,7 +28,7 @@ def rotate(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 # Gray-code and logarithmic relative positional encodings for spiking Transformers
-# (arXiv 2501.16745; specs/spiking_rpe.md). Both stay binary-compatible: Gray codes are bits
+# (arXiv 2501.16745; docs/spiking_rpe.md). Both stay binary-compatible: Gray codes are bits
 # appended to the binary queries and keys, the Log-PE bias is a non-negative integer matrix.
 
 

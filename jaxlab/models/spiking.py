@@ -30,11 +30,11 @@ import numpy as np
 
 from jaxlab.kernels import lif as lif_kernel
 from jaxlab.kernels import xnor_attention as xnor_kernel
+from jaxlab.kernels.lif_reference import Surrogate, lif_multistep
+from jaxlab.kernels.xnor_attention_reference import append_position_codes, xnor_attention
 from jaxlab.models.positional import (grid_coordinates, gray_position_codes, log_relative_bias,
                                       min_gray_bits)
-from jaxlab.models.spiking_attention import (append_position_codes, dot_product_attention,
-                                             xnor_attention)
-from jaxlab.models.spiking_neurons import Surrogate, lif_multistep
+from jaxlab.models.spiking_attention import dot_product_attention
 
 POSITIONAL_ENCODINGS = ("none", "conv", "gray", "gray2d", "log")
 ATTENTIONS = ("auto", "vanilla", "xnor")
@@ -84,8 +84,9 @@ class SpikformerConfig:
 
   @classmethod
   def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "SpikformerConfig":
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in model_cfg.items() if k in fields})
+    """Reads the `model` section: unknown keys are a ConfigError naming the nearest field."""
+    from jaxlab.config import settings_from_section  # pylint: disable=g-import-not-at-top
+    return settings_from_section(cls, model_cfg, "model")
 
   def validate(self, grid: tuple[int, ...] | None = None) -> None:
     """Raises ValueError (one line) for unknown options or shapes that do not fit; with the

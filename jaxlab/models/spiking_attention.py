@@ -1,7 +1,8 @@
-"""Spiking self-attention as pure functions of binary queries, keys and values (no softmax).
+"""Spikformer's vanilla spiking self-attention (SSA) as a pure function of binary queries, keys
+and values (no softmax). Layout: q, k, v [..., L, D] with any leading axes (time, batch, heads).
 
-Layout: q, k, v [..., L, D] with any leading axes (time, batch, heads). Kept free of module
-state so that a fused kernel can replace `xnor_attention_scores` / `xnor_attention`.
+The XNOR attention used with the relative encodings lives beside its kernel, in
+`jaxlab.kernels.xnor_attention_reference`.
 """
 
 from __future__ import annotations
@@ -14,28 +15,3 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float
   """Spikformer's vanilla SSA before its output neuron: (Q K^T) V * scale."""
   scores = jnp.einsum("...qd,...kd->...qk", q, k)
   return jnp.einsum("...qk,...kd->...qd", scores, v) * scale
-
-
-def xnor_attention_scores(q: jax.Array, k: jax.Array) -> jax.Array:
-  """Matching-bit counts of binary vectors [..., Lq, Lk]:
-  A_qk = D - sum(q) - sum(k) + 2 q.k = D - Hamming(q, k)."""
-  dim = q.shape[-1]
-  matches = 2 * jnp.einsum("...qd,...kd->...qk", q, k)
-  return dim - q.sum(-1)[..., :, None] - k.sum(-1)[..., None, :] + matches
-
-
-def xnor_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: jax.Array | float,
-                   bias: jax.Array | None = None) -> jax.Array:
-  """XNOR attention before its output neuron: ((XNOR(Q, K) + bias) V) * scale.
-
-  `bias` [Lq, Lk] is an additive relative-position term (the Log-PE Toeplitz matrix)."""
-  scores = xnor_attention_scores(q, k)
-  if bias is not None:
-    scores = scores + bias
-  return jnp.einsum("...qk,...kd->...qd", scores, v) * scale
-
-
-def append_position_codes(x: jax.Array, codes: jax.Array) -> jax.Array:
-  """Gray-PE: [x || codes] along features; codes [L, nb] are shared by all leading axes of x."""
-  codes = jnp.broadcast_to(codes.astype(x.dtype), x.shape[:-1] + codes.shape[-1:])
-  return jnp.concatenate([x, codes], axis=-1)

@@ -52,7 +52,9 @@ class TransformerConfig:
   remat_policy: str = "none"
   scan_layers: bool = True  # False: separately named layers in straight-line code
   attention_impl: str = "xla"
-  attention_query_block: int = 0  # xla attention in training: query blocks vs key prefixes
+  # xla attention in training: blocks of this many queries against their key prefix (0 = one
+  # block). 64 is the measured CPU speed-up (about 3x at 256 tokens); pod presets use 512.
+  attention_query_block: int = 64
   loss_impl: str = "xla"  # xla: full logits; fused: vocabulary-chunked linear + CE kernel
   init_std: float = 0.02
 
@@ -62,8 +64,9 @@ class TransformerConfig:
 
   @classmethod
   def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "TransformerConfig":
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in model_cfg.items() if k in fields})
+    """Reads the `model` section: unknown keys and missing shape fields are a ConfigError."""
+    from jaxlab.config import settings_from_section  # pylint: disable=g-import-not-at-top
+    return settings_from_section(cls, model_cfg, "model")
 
   def validate(self) -> None:
     """Raises ValueError (one line) for inconsistent shapes or unknown options."""

@@ -1,9 +1,15 @@
-"""Token-level language-modelling loss with per-token weights."""
+"""Language-modelling objective: token cross-entropy with per-token weights, fused or not."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxlab.kernels.linear_ce import fused_linear_cross_entropy
+from jaxlab.objectives.base import Batch, LossOutput, PyTree
 
 
 def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
@@ -22,3 +28,32 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
   losses = jax.nn.logsumexp(logits, axis=-1) - target_logits
   weights = weights.astype(jnp.float32)
   return jnp.sum(losses * weights), jnp.sum(weights)
+
+
+def token_loss_sums(model: nn.Module, params: PyTree, batch: Batch) -> tuple[jax.Array, jax.Array]:
+  """(sum of weighted token losses, sum of weights) of a packed LM batch.
+
+  With `model.cfg.loss_impl == "fused"` the output projection and the loss run together in
+  vocabulary chunks, never materializing the [tokens, vocab] logits.
+  """
+  inputs = (batch["inputs"], batch["segment_ids"], batch["positions"])
+  if model.cfg.loss_impl == "fused":
+    hidden, head = model.apply({"params": params}, *inputs, return_hidden=True)
+    loss_sum, weight_sum, _ = fused_linear_cross_entropy(
+        hidden.reshape(-1, hidden.shape[-1]), head, batch["targets"].reshape(-1),
+        batch["loss_weights"].reshape(-1).astype(jnp.float32))
+    return loss_sum, weight_sum
+  logits, _ = model.apply({"params": params}, *inputs)
+  return weighted_cross_entropy(logits, batch["targets"], batch["loss_weights"])
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelObjective:
+  """Weighted next-token cross-entropy of a Transformer; the weight sum counts tokens."""
+  model: nn.Module
+
+  def __call__(self, params: PyTree, model_state: PyTree, frozen: PyTree, batch: Batch,
+               rng: jax.Array, train: bool) -> LossOutput:
+    del frozen, rng, train
+    loss_sum, weight_sum = token_loss_sums(self.model, params, batch)
+    return LossOutput(loss_sum, weight_sum, {}, model_state)

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
+import flax.linen as nn
 import jax
 from jax.experimental import mesh_utils
 import ml_collections
 import numpy as np
 
-from jaxlab.config import ConfigError
+from jaxlab.config import ConfigError, check_known_keys
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
 
+def default_mesh_config() -> ml_collections.ConfigDict:
+  """Data parallel over every device: the `mesh` section every study starts from."""
+  return ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+
+
 def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:
   """Resolves the config's axis sizes against the device count (at most one -1)."""
+  check_known_keys(mesh_cfg, default_mesh_config(), "mesh")
   sizes = [int(mesh_cfg[axis]) for axis in MESH_AXES]
   free = [i for i, size in enumerate(sizes) if size == -1]
   if len(free) > 1:
@@ -76,3 +84,22 @@ def default_logical_rules() -> tuple[tuple[str, object], ...]:
       ("cache_batch", ("data", "fsdp")),
       ("cache_length", None),
   )
+
+
+def rules_from_config(rules: Sequence[Sequence[Any]]) -> tuple[tuple[str, Any], ...]:
+  """Logical axis rules as flax wants them; rules read back from JSON arrive as nested lists."""
+  return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in rules)
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: jax.sharding.Mesh,
+                 rules: Sequence[tuple[str, Any]]) -> Iterator[None]:
+  """Mesh + logical rules: needed while tracing anything that uses logical constraints."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    yield
+
+
+def batch_sharding(mesh: jax.sharding.Mesh,
+                   rules: Sequence[tuple[str, Any]]) -> jax.sharding.NamedSharding:
+  """Sharding of every batch array: rows over the mesh axes of `act_batch`, the rest whole."""
+  return nn.logical_to_mesh_sharding(jax.sharding.PartitionSpec("act_batch"), mesh, rules)

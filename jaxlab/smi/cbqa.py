@@ -1,4 +1,4 @@
-"""Closed-book QA accuracy per fact (specs/smi.md section 5) with the shared KV-cache sampler.
+"""Closed-book QA accuracy per fact (docs/smi.md section 5) with the shared KV-cache sampler.
 
 Every (triple, template) prompt is sampled `samples` times; a generation is correct when it
 contains the object string. Prompts are batched across triples in fixed-size, left-padded
@@ -14,17 +14,17 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from typing import Sequence
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jaxlab.cli import OneLineParser, fail, write_jsonl_atomic
 from jaxlab.data.global_batch import to_global_batch
+from jaxlab.eval.run_loading import LoadedRun, load_run
+from jaxlab.progress import Progress
 from jaxlab.sampling import left_pad, sample
-from jaxlab.smi.cli import OneLineParser, fail, write_text_atomic
-from jaxlab.smi.run_loading import LoadedRun, load_run
 from jaxlab.smi.triples import Triple, fill_template, load_templates, load_triples
 
 
@@ -50,26 +50,26 @@ def cbqa_accuracy(run: LoadedRun, triples: Sequence[Triple], templates: dict[str
                   top_p: float = 1.0, max_new_tokens: int = 32, batch_size: int = 512,
                   seed: int = 0, progress: bool = True) -> list[float]:
   """Fraction of correct generations per triple (over its templates x samples)."""
-  tokenizer, setup = run.tokenizer, run.setup
+  tokenizer = run.tokenizer
   prompts = build_prompts(triples, templates, templates_per_relation)
   rows = [(triple_index, text) for triple_index, text in prompts for _ in range(samples)]
   encoded = {text: [tokenizer.bos_id] + tokenizer.encode(text) for _, text in prompts}
   prompt_length = 8 * math.ceil(max(map(len, encoded.values())) / 8)
-  shards = setup.mesh.shape["data"] * setup.mesh.shape["fsdp"]
+  shards = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
   batch_size = shards * math.ceil(min(batch_size, len(rows)) / shards)
   correct = np.zeros(len(triples))
   total = np.zeros(len(triples))
   rng = jax.random.PRNGKey(seed)
-  started = time.perf_counter()
   num_batches = math.ceil(len(rows) / batch_size)
-  with setup.context():
+  display = Progress(len(rows), label="cbqa", unit="generation", enabled=progress)
+  with run.context():
     for b in range(num_batches):
       chunk = rows[b * batch_size:(b + 1) * batch_size]
       padded = chunk + [chunk[-1]] * (batch_size - len(chunk))  # fixed shape: one compilation
       tokens, mask = left_pad([encoded[text] for _, text in padded], tokenizer.pad_id, prompt_length)
       local = _process_rows(batch_size)
-      batch = to_global_batch({"tokens": tokens[local], "mask": mask[local]}, setup.batch_sharding)
-      out = sample(run.params, setup.model_cfg, batch["tokens"], batch["mask"],
+      batch = to_global_batch({"tokens": tokens[local], "mask": mask[local]}, run.batch_sharding)
+      out = sample(run.params, run.model_cfg, batch["tokens"], batch["mask"],
                    jax.random.fold_in(rng, b), max_new_tokens=max_new_tokens,
                    temperature=temperature, top_p=top_p, eos_id=tokenizer.eos_id,
                    pad_id=tokenizer.pad_id)
@@ -79,10 +79,8 @@ def cbqa_accuracy(run: LoadedRun, triples: Sequence[Triple], templates: dict[str
         text = tokenizer.decode(row[:length].tolist())
         correct[triple_index] += triples[triple_index].obj in text
         total[triple_index] += 1
-      if progress:
-        rate = (b + 1) * batch_size / (time.perf_counter() - started)
-        print(f"cbqa: batch {b + 1}/{num_batches}, {rate:.0f} generations/s", file=sys.stderr,
-              flush=True)
+      display.update(min((b + 1) * batch_size, len(rows)))
+  display.close()
   return list(correct / np.maximum(total, 1))
 
 
@@ -91,7 +89,7 @@ def merge_counts(triples: Sequence[Triple], accuracies: Sequence[float],
   """Records {subj, rel, obj, acc, (n_docs, n_subj, n_obj, n_both)} keyed by (subj, rel, obj)."""
   counts = {}
   if counts_path:
-    with open(counts_path) as f:
+    with open(counts_path, encoding="utf-8") as f:
       for line in f:
         row = json.loads(line)
         counts[(row["subj"], row["rel"], row["obj"])] = row
@@ -101,11 +99,6 @@ def merge_counts(triples: Sequence[Triple], accuracies: Sequence[float],
     record.update(subj=triple.subj, rel=triple.rel, obj=triple.obj, acc=float(acc))
     records.append(record)
   return records
-
-
-def write_jsonl_atomic(path: str, rows: Sequence[dict]) -> None:
-  """Writes one JSON object per line, atomically (never a half-written file)."""
-  write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,10 @@
-"""Synthetic knowledge corpus for small-scale SMI studies (specs/smi.md section 7).
+"""Synthetic knowledge corpus for small-scale SMI studies (docs/smi.md section 7).
 
 Facts (subject, relation, object) between invented syllable names are stated in documents with
 controlled, widely varying frequencies. Independently, subjects and objects are mentioned in
 relation-free noise sentences, so N_s, N_o and N_so (and hence MI) vary independently. Names
-form a prefix-free set, so the spec's substring rule (" " + name) never matches the wrong entity.
+form a prefix-free set, so the counting rule's substring test (" " + name) never matches the
+wrong entity.
 Relations have training surface templates (how facts appear in the corpus) and held-out cloze
 templates (paraphrases used only for evaluation).
 """
@@ -13,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Iterator
 
 import numpy as np
+
+from jaxlab.cli import write_jsonl_atomic, write_text_atomic
 
 SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 
@@ -110,7 +112,7 @@ def generate(spec: CorpusSpec) -> tuple[list[str], list[dict], dict[str, list[st
     while len(doc_sentences) < rng.randint(low, high + 1):
       doc_sentences.append(FILLER[rng.randint(len(FILLER))])
     rng.shuffle(doc_sentences)
-    # A filler sentence first: the spec's rule needs a space before a name, so a name opening a
+    # A filler sentence first: the counting rule needs a space before a name, so a name opening a
     # document would silently go uncounted.
     documents.append(" ".join([FILLER[rng.randint(len(FILLER))]] + doc_sentences))
   templates = {rel: _cloze_templates(rel) for rel in relations}
@@ -124,19 +126,14 @@ def _cloze_templates(relation: str) -> list[str]:
 
 
 def write_corpus(spec: CorpusSpec, out_dir: str) -> dict[str, str]:
-  """Writes corpus.jsonl, triples.jsonl and templates.json under `out_dir`; returns their paths."""
+  """Writes corpus.jsonl, triples.jsonl and templates.json under `out_dir`; returns their paths.
+
+  Each file appears whole or not at all; templates.json comes last and marks the corpus complete.
+  """
   documents, triples, templates = generate(spec)
-  os.makedirs(out_dir, exist_ok=True)
   paths = {name: os.path.join(out_dir, name)
            for name in ("corpus.jsonl", "triples.jsonl", "templates.json")}
-  _write_jsonl(paths["corpus.jsonl"], ({"text": d} for d in documents))
-  _write_jsonl(paths["triples.jsonl"], iter(triples))
-  with open(paths["templates.json"], "w") as f:
-    json.dump(templates, f, indent=1)
+  write_jsonl_atomic(paths["corpus.jsonl"], ({"text": d} for d in documents))
+  write_jsonl_atomic(paths["triples.jsonl"], triples)
+  write_text_atomic(paths["templates.json"], json.dumps(templates, indent=1))
   return paths
-
-
-def _write_jsonl(path: str, rows: Iterator[dict]) -> None:
-  with open(path, "w") as f:
-    for row in rows:
-      f.write(json.dumps(row) + "\n")

@@ -1,4 +1,4 @@
-"""Document-level counts N_s, N_o, N_so, N per triple (specs/smi.md section 2).
+"""Document-level counts N_s, N_o, N_so, N per triple (docs/smi.md section 2).
 
 python -m jaxlab.smi.count --triples T --corpus GLOB --out counts.jsonl [--runner local|beam]
     [--workers K] [--beam_options "--runner=DataflowRunner --project=..."] [--skip_malformed]
@@ -20,11 +20,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from jaxlab.smi import cli
+from jaxlab import cli
+from jaxlab.progress import Progress
 from jaxlab.smi.corpus_io import check_extension, iter_documents
-from jaxlab.smi.matcher import DOCUMENT_CELL, Matcher, PatternIndex, build_index, format_rows
+from jaxlab.smi.matcher import DOCUMENT_CELL, Matcher, PatternIndex, build_index
 from jaxlab.smi.matcher import rows_from_counts, triple_fields
-from jaxlab.smi.progress import Progress
 from jaxlab.smi.triples import Triple, load_triples
 
 # Worker-process state, set once per process by _init_worker; the counter is a shared
@@ -88,12 +88,13 @@ def count_triples(triples: Sequence[Triple], corpus_files: Sequence[str],
     check_extension(path)
   index = build_index(triples)
   workers = min(workers or os.cpu_count() or 1, len(corpus_files))
-  progress = Progress("count", progress_every_s)
+  progress = Progress(None, label="count", unit="document", every_s=progress_every_s)
   if workers <= 1:
     counts = _count_in_process(index, corpus_files, progress)
   else:
     counts = _count_in_pool(index, corpus_files, workers, progress)
-  progress.finish(int(counts[DOCUMENT_CELL]))
+  progress.update(int(counts[DOCUMENT_CELL]))
+  progress.close()
   return rows_from_counts(triples, index, counts)
 
 
@@ -158,7 +159,7 @@ def main(argv: Sequence[str]) -> None:
       count_beam.count_triples_beam(triples, files, args.out, args.beam_options)
     else:
       rows = count_triples(triples, files, args.workers)
-      cli.write_text_atomic(args.out, format_rows(rows))
+      cli.write_jsonl_atomic(args.out, rows)
   except (OSError, ValueError) as e:
     cli.fail(str(e))
   print(f"wrote counts for {len(triples)} triples over {len(files)} files to {args.out}",

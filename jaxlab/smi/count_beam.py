@@ -24,10 +24,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from jaxlab.progress import Progress
 from jaxlab.smi.corpus_io import iter_documents
 from jaxlab.smi.matcher import DOCUMENT_CELL, Matcher, PatternIndex, build_index, format_rows
 from jaxlab.smi.matcher import rows_from_counts
-from jaxlab.smi.progress import Progress
 from jaxlab.smi.triples import Triple
 
 METRICS_NAMESPACE = "jaxlab.smi.count"
@@ -56,7 +56,8 @@ class _MatchDocuments(beam.DoFn):
   def setup(self) -> None:
     self._matcher = Matcher(self._index)
     self._documents = Metrics.counter(METRICS_NAMESPACE, "documents")
-    self._progress = Progress("count (beam worker)", self._progress_every_s)
+    self._progress = Progress(None, label="count (beam worker)", unit="document",
+                              every_s=self._progress_every_s)
     self._seen = 0
 
   def process(self, document: str) -> Iterator[list[int]]:
@@ -131,7 +132,7 @@ def count_triples_beam(triples: Sequence[Triple], corpus_files: Sequence[str], o
   options = PipelineOptions(shlex.split(beam_options))
   if options.view_as(StandardOptions).runner is None:
     options.view_as(StandardOptions).runner = "DirectRunner"
-  progress = Progress("count (beam)", progress_every_s)
+  progress = Progress(None, label="count (beam)", unit="document", every_s=progress_every_s)
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, triples, corpus_files, out, progress_every_s)
   try:
@@ -142,5 +143,6 @@ def count_triples_beam(triples: Sequence[Triple], corpus_files: Sequence[str], o
     raise
   query = result.metrics().query(MetricsFilter().with_name("documents"))
   n_docs = sum(c.committed or 0 for c in query["counters"])
-  progress.finish(n_docs)
+  progress.update(n_docs)
+  progress.close()
   return n_docs

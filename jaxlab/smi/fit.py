@@ -1,4 +1,4 @@
-"""Group-mean linear fit of CBQA accuracy on each predictor (specs/smi.md section 4).
+"""Group-mean linear fit of CBQA accuracy on each predictor (docs/smi.md section 4).
 
 python -m jaxlab.smi.fit --records R.jsonl --params 7e9 [--variant latest|v1] --out DIR
 
@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from jaxlab.smi import cli
+from jaxlab import cli
 from jaxlab.smi.metric import METHODS, VARIANTS, model_size_term, predictors
 
 COUNT_FIELDS = ("n_docs", "n_subj", "n_obj", "n_both")

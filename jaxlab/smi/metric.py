@@ -1,4 +1,4 @@
-"""The predictors of specs/smi.md section 3: CO-OCCUR, MI and SMI, quantized and min-max normalized.
+"""The predictors of docs/smi.md section 3: CO-OCCUR, MI and SMI, quantized and min-max normalized.
 
 Formulas follow the paper's released analysis exactly (checked against its tables): quantization
 truncates toward zero with Python int(), and min-max runs over the triples kept after dropping

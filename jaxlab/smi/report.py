@@ -53,7 +53,7 @@ def write_markdown(summary: dict[str, Any], path: str) -> None:
                  f"{r2['CO-OCCUR']:.3f} | {r2['MI']:.3f} | {r2['SMI']:.3f} |")
   best = {size: max(row["r2"], key=row["r2"].get) for size, row in summary["sizes"].items()}
   lines += ["", "R^2 is that of the linear fit of group-mean accuracy on the predictor "
-            "(specs/smi.md section 4). Best predictor per size: " +
+            "(docs/smi.md section 4). Best predictor per size: " +
             ", ".join(f"{size}: {method}" for size, method in best.items()) + ".",
             "", f"Wall time: {summary['wall_time_s']:.0f} s. Figure: smi_scaling.png.", ""]
   with open(path, "w") as f:

@@ -1,6 +1,6 @@
 """orbax checkpoints of the train state plus the data iterator position.
 
-Saves are asynchronous (the loop saves every `checkpoint.every` steps and at the end), the last `checkpoint.keep` are kept, and a
+Saves may be asynchronous (the trainer picks the steps), the last `keep` are kept, and a
 run restores the latest one from its workdir automatically. Restoring takes the abstract state
 *with the current run's shardings*, so a checkpoint written on one mesh loads onto another.
 
@@ -10,22 +10,30 @@ lockstep, so the iterator position is the same on all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
 from jaxlab.train.state import TrainState
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckpointSettings:
+  """The `checkpoint` section: cadence (in steps, or epochs for epoch-based studies), how many
+  to keep, and whether saves run in the background."""
+  every: int = 500
+  keep: int = 3
+  use_async: bool = True
+
+
 class Checkpointer:
   """Thin wrapper over `ocp.CheckpointManager` with the two items this project saves."""
 
-  def __init__(self, workdir: str, ckpt_cfg: ml_collections.ConfigDict):
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=int(ckpt_cfg.keep), enable_async_checkpointing=bool(ckpt_cfg.use_async))
+  def __init__(self, workdir: str, keep: int = 3, use_async: bool = False):
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=use_async)
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "data"))
@@ -46,12 +54,6 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                       data=ocp.args.JsonRestore()))
     return restored["state"], restored["data"]
-
-  def restore_like(self, fresh_state: Any) -> tuple[Any, dict]:
-    """Restores the latest checkpoint onto the shapes and shardings of an initialized state."""
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                            fresh_state)
-    return self.restore(abstract)
 
   def restore_params(self, abstract_params: Any, step: int | None = None) -> Any:
     """Restores only the parameters (for evaluation and sampling), onto their shardings."""

@@ -11,25 +11,41 @@ import jax.numpy as jnp
 import optax
 
 PyTree = Any
+# rng -> {"params": ..., other collections (e.g. "batch_stats"): ...}, possibly logically boxed
+InitVariables = Callable[[jax.Array], dict[str, PyTree]]
+# initial params -> frozen state (e.g. a DPO reference model); {} when an objective needs none
+InitFrozen = Callable[[PyTree], PyTree]
 
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything a step reads and writes; a plain pytree (checkpointed as is)."""
+  """Everything a step reads and writes; a plain pytree (checkpointed as is).
+
+  `model_state` holds the model's mutable collections (BatchNorm statistics), `frozen` what the
+  objective reads but never trains (a reference model's parameters).
+  """
   step: jax.Array
   params: PyTree
   opt_state: PyTree
   rng: jax.Array
+  model_state: PyTree
+  frozen: PyTree
+
+
+def no_frozen_state(params: PyTree) -> PyTree:
+  del params
+  return {}
 
 
 def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
-def param_shardings(init_params: Callable[[jax.Array], PyTree], mesh: jax.sharding.Mesh,
-                    rules: Sequence[tuple[str, Any]]) -> tuple[PyTree, PyTree]:
-  """Abstract (unboxed) parameters and their NamedShardings from the logical axis names."""
-  boxed = jax.eval_shape(init_params, jax.random.PRNGKey(0))
+def variable_shardings(init_variables: InitVariables, mesh: jax.sharding.Mesh,
+                       rules: Sequence[tuple[str, Any]]) -> tuple[PyTree, PyTree]:
+  """Abstract (unboxed) variables and their NamedShardings from the logical axis names
+  (arrays without names are replicated)."""
+  boxed = jax.eval_shape(init_variables, jax.random.PRNGKey(0))
   logical = nn.get_partition_spec(boxed)
   shardings = nn.logical_to_mesh_sharding(logical, mesh, rules)
   return nn.unbox(boxed), shardings
@@ -51,20 +67,37 @@ def check_divisible(abstract: PyTree, shardings: PyTree) -> None:
                          f"by mesh axes {axes} of size {ways}")
 
 
-def state_shardings(abstract_params: PyTree, params_sharding: PyTree,
-                    tx: optax.GradientTransformation,
-                    mesh: jax.sharding.Mesh) -> tuple[TrainState, TrainState]:
-  """Abstract TrainState and matching shardings; optimizer moments follow their parameters and
-  optimizer scalars (e.g. `count`) are replicated."""
+def _split(variables: dict[str, PyTree]) -> tuple[PyTree, PyTree]:
+  return variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+
+def state_shardings(init_variables: InitVariables, init_frozen: InitFrozen,
+                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                    rules: Sequence[tuple[str, Any]]) -> tuple[TrainState, TrainState]:
+  """Abstract TrainState and matching shardings; optimizer moments follow their parameters,
+  optimizer scalars (e.g. `count`) are replicated, frozen state follows the parameters it
+  derives from where the shapes allow and is replicated otherwise."""
+  abstract_vars, var_shardings = variable_shardings(init_variables, mesh, rules)
+  for collection in abstract_vars:
+    check_divisible(abstract_vars[collection], var_shardings[collection])
+  abstract_params, params_sharding = _split(abstract_vars)[0], _split(var_shardings)[0]
   abstract_opt = jax.eval_shape(tx.init, abstract_params)
+  # Masked-out parameters (optax.multi_transform) keep their empty MaskedNode.
   opt_sharding = optax.tree_map_params(
-      tx, lambda _, sharding: sharding, abstract_opt, params_sharding,
-      transform_non_params=lambda _: replicated(mesh),
-      is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
-  abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params,
-                        opt_state=abstract_opt, rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+      tx, lambda leaf, sharding: leaf if isinstance(leaf, optax.MaskedNode) else sharding,
+      abstract_opt, params_sharding, transform_non_params=lambda _: replicated(mesh),
+      is_leaf=lambda x: isinstance(x, (jax.sharding.Sharding, optax.MaskedNode)))
+  abstract_frozen = jax.eval_shape(init_frozen, abstract_params)
+  frozen_sharding = (params_sharding if jax.tree.structure(abstract_frozen)
+                     == jax.tree.structure(abstract_params)
+                     else jax.tree.map(lambda _: replicated(mesh), abstract_frozen))
+  scalar = jax.ShapeDtypeStruct((), jnp.int32)
+  abstract = TrainState(step=scalar, params=abstract_params, opt_state=abstract_opt,
+                        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
+                        model_state=_split(abstract_vars)[1], frozen=abstract_frozen)
   shardings = TrainState(step=replicated(mesh), params=params_sharding, opt_state=opt_sharding,
-                         rng=replicated(mesh))
+                         rng=replicated(mesh), model_state=_split(var_shardings)[1],
+                         frozen=frozen_sharding)
   return abstract, shardings
 
 
@@ -74,14 +107,15 @@ def with_shardings(abstract: PyTree, shardings: PyTree) -> PyTree:
                       abstract, shardings)
 
 
-def create_state(init_params: Callable[[jax.Array], PyTree], tx: optax.GradientTransformation,
-                 seed: int, shardings: TrainState) -> TrainState:
-  """Initializes parameters and optimizer state directly into their shardings under jit."""
+def create_state(init_variables: InitVariables, init_frozen: InitFrozen,
+                 tx: optax.GradientTransformation, seed: int,
+                 shardings: TrainState) -> TrainState:
+  """Initializes the variables, frozen and optimizer state directly into their shardings."""
 
   def init(rng):
     params_rng, state_rng = jax.random.split(rng)
-    params = nn.unbox(init_params(params_rng))
+    params, model_state = _split(nn.unbox(init_variables(params_rng)))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=state_rng)
+                      rng=state_rng, model_state=model_state, frozen=init_frozen(params))
 
   return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(seed))

@@ -1,92 +1,113 @@
-"""The sharded LM train step: loss, gradient accumulation over microbatches, optimizer update."""
+"""One train-step builder for every objective: microbatch accumulation, one division, update.
+
+`make_train_step(objective, ...)` returns `step(state, batch) -> (state, metrics)`; the trainer
+jits it with the state's and the batch's shardings and donates the state. Loss, weight and
+metric sums are added over microbatches and divided once by the total weight, so M microbatches
+give exactly the gradient and metrics of the whole batch.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlab.kernels.linear_ce import fused_linear_cross_entropy
-from jaxlab.objectives.lm import weighted_cross_entropy
+from jaxlab.objectives.base import Batch, Objective
 from jaxlab.train.state import TrainState
 
-Batch = dict[str, jax.Array]
-BATCH_AXES = ("act_batch", "act_length")
+BATCH_AXIS = "act_batch"
+StepFn = Callable[[TrainState, Batch], tuple[TrainState, dict]]
 
 
-def lm_loss_sums(model: nn.Module, params: Any, batch: Batch) -> tuple[jax.Array, jax.Array]:
-  """(sum of weighted token losses, sum of weights) of one (micro)batch.
-
-  `model.cfg.loss_impl == "fused"` computes the output projection and the loss together in
-  vocabulary chunks, never materializing the [tokens, vocab] logits.
-  """
-  inputs = (batch["inputs"], batch["segment_ids"], batch["positions"])
-  if model.cfg.loss_impl == "fused":
-    hidden, head = model.apply({"params": params}, *inputs, return_hidden=True)
-    loss_sum, weight_sum, _ = fused_linear_cross_entropy(
-        hidden.reshape(-1, hidden.shape[-1]), head, batch["targets"].reshape(-1),
-        batch["loss_weights"].reshape(-1).astype(jnp.float32))
-    return loss_sum, weight_sum
-  logits, _ = model.apply({"params": params}, *inputs)
-  return weighted_cross_entropy(logits, batch["targets"], batch["loss_weights"])
+def batch_logical_axes(ndim: int) -> tuple[str | None, ...]:
+  """Logical axes of a batch array: rows on the batch axis, everything else unsharded."""
+  return (BATCH_AXIS,) + (None,) * (ndim - 1)
 
 
 def split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
-  """[B, T] -> [M, B/M, T], microbatch m taking rows m, m+M, ... so that each device's rows
+  """[B, ...] -> [M, B/M, ...], microbatch m taking rows m, m+M, ... so that each device's rows
   spread evenly over the microbatches and no data moves between devices."""
 
   def split(x):
     rows = x.shape[0] // num_microbatches
     x = x.reshape(rows, num_microbatches, *x.shape[1:]).swapaxes(0, 1)
-    return nn.with_logical_constraint(x, (None,) + BATCH_AXES)
+    return nn.with_logical_constraint(x, (None,) + batch_logical_axes(x.ndim - 1))
 
   return jax.tree.map(split, batch)
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    num_microbatches: int = 1) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-  """Builds `step(state, batch) -> (state, metrics)`; jit it with shardings and donation.
+def _divide(sums: dict[str, jax.Array], weight: jax.Array) -> dict[str, jax.Array]:
+  return {k: v / weight for k, v in sums.items()}
 
-  Gradients of the summed loss are accumulated over microbatches and divided once by the total
-  token weight, so M microbatches give the gradient of the full batch's mean loss.
-  """
-  grad_fn = jax.value_and_grad(lambda p, b: lm_loss_sums(model, p, b), has_aux=True)
+
+def make_train_step(objective: Objective, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, num_microbatches: int = 1) -> StepFn:
+  """Builds `step(state, batch) -> (state, metrics)` for `objective`."""
+
+  def loss_fn(params, model_state, frozen, batch, rng):
+    out = objective(params, model_state, frozen, batch, rng, True)
+    return out.loss_sum, out
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def step(state: TrainState, batch: Batch):
-    if num_microbatches == 1:
-      (loss_sum, weight_sum), grads = grad_fn(state.params, batch)
-    else:
-      def accumulate(carry, microbatch):
-        (loss_sum, weight_sum), grads = grad_fn(state.params, microbatch)
-        acc_loss, acc_weight, acc_grads = carry
-        return (acc_loss + loss_sum, acc_weight + weight_sum,
-                jax.tree.map(jnp.add, acc_grads, grads)), None
+    rng = jax.random.fold_in(state.rng, state.step)
 
-      zeros = jax.tree.map(jnp.zeros_like, state.params)
-      init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros)
-      (loss_sum, weight_sum, grads), _ = jax.lax.scan(
-          accumulate, init, split_microbatches(batch, num_microbatches))
-    denominator = jnp.maximum(weight_sum, 1.0)
+    def microbatch_grads(model_state, microbatch, index):
+      (_, out), grads = grad_fn(state.params, model_state, state.frozen, microbatch,
+                                jax.random.fold_in(rng, index))
+      return out, grads
+
+    if num_microbatches == 1:
+      out, grads = microbatch_grads(state.model_state, batch, 0)
+      loss_sum, weight_sum, metric_sums, model_state = out
+    else:
+      def accumulate(carry, indexed):
+        index, microbatch = indexed
+        loss_acc, weight_acc, metrics_acc, grads_acc, model_state = carry
+        out, grads = microbatch_grads(model_state, microbatch, index)
+        return (loss_acc + out.loss_sum, weight_acc + out.weight_sum,
+                jax.tree.map(jnp.add, metrics_acc, out.metrics),
+                jax.tree.map(jnp.add, grads_acc, grads), out.model_state), None
+
+      microbatches = split_microbatches(batch, num_microbatches)
+      first = jax.tree.map(lambda x: x[0], microbatches)
+      metric_shapes = jax.eval_shape(
+          lambda: objective(state.params, state.model_state, state.frozen, first, rng, True))
+      zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)  # noqa: E731
+      init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32),
+              zeros(metric_shapes.metrics), zeros(state.params), state.model_state)
+      (loss_sum, weight_sum, metric_sums, grads, model_state), _ = jax.lax.scan(
+          accumulate, init, (jnp.arange(num_microbatches), microbatches))
+    denominator = jnp.maximum(weight_sum, 1e-9)
     grads = jax.tree.map(lambda g: g / denominator, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss_sum / denominator, "grad_norm": optax.tree.norm(grads),
-               "learning_rate": schedule(state.step), "tokens": weight_sum}
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              rng=jax.random.fold_in(state.rng, state.step))
-    return new_state, metrics
+               "learning_rate": schedule(state.step), "weight": weight_sum,
+               **_divide(metric_sums, denominator)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         model_state=model_state), metrics
 
   return step
 
 
-def make_eval_step(model: nn.Module) -> Callable[[Any, Batch], dict]:
-  """`eval_step(params, batch) -> {"loss_sum", "weight_sum"}` for held-out loss."""
+def make_eval_step(objective: Objective) -> Callable[[TrainState, Batch], dict]:
+  """`eval_step(state, batch) -> {"loss_sum", "weight_sum", metric sums}` (evaluation mode)."""
 
-  def eval_step(params, batch):
-    loss_sum, weight_sum = lm_loss_sums(model, params, batch)
-    return {"loss_sum": loss_sum, "weight_sum": weight_sum}
+  def eval_step(state: TrainState, batch: Batch) -> dict:
+    out = objective(state.params, state.model_state, state.frozen, batch, state.rng, False)
+    return {"loss_sum": out.loss_sum, "weight_sum": out.weight_sum, **out.metrics}
 
   return eval_step
+
+
+def evaluation_metrics(sums: dict[str, float], prefix: str) -> dict[str, float]:
+  """`{prefix}_loss` and `{prefix}_{metric}` from the sums an evaluation accumulated."""
+  weight = max(sums.pop("weight_sum"), 1e-9)
+  return {f"{prefix}_loss": sums.pop("loss_sum") / weight,
+          **{f"{prefix}_{k}": v / weight for k, v in sums.items()}}
+

@@ -42,18 +42,20 @@ def test_launch_trains_evaluates_and_writes_the_summary(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["metric"] == "test_accuracy" and 0 <= summary["test_accuracy"] <= 1
-  assert (summary["pe"], summary["attention"], summary["epochs_done"]) == ("log", "xnor", 2)
+  assert (summary["pe"], summary["attention"], summary["epochs"]) == ("log", "xnor", 2)
+  assert summary["steps_per_epoch"] == 2 and summary["step"] == 4  # 64 examples, batch 32
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert [row["step"] for row in rows] == [1, 2] and "test_accuracy" in rows[-1]
+  assert [row["step"] for row in rows] == [2, 4] and "test_accuracy" in rows[-1]
   assert (workdir / "checkpoints").is_dir()
 
 
 def test_resumed_run_repeats_an_uninterrupted_one(tmp_path):
   config = _config("spiking_order", "pe=gray,epochs=2", **{"checkpoint.every": 1})
   straight = spiking.run(config, str(tmp_path))
-  shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if preempted after epoch 1
+  shutil.rmtree(tmp_path / "checkpoints" / "4")  # as if preempted after epoch 1 (step 2)
+  (tmp_path / "summary.json").unlink()
   resumed = spiking.run(config, str(tmp_path))
-  assert resumed["steps"] == straight["steps"] == 4 and resumed["epochs_done"] == 2
+  assert resumed["step"] == straight["step"] == 4
   for key in ("loss", "test_loss", "test_accuracy"):
     assert resumed[key] == straight[key]
 
@@ -85,7 +87,8 @@ def test_metrics_agree_with_scikit_learn():
     ("spiking_order", "pe=rope", {}, "unknown model.pe 'rope'"),
     ("spiking_order", "pe=gray", {"model.gray_bits": 3}, "model.gray_bits=3 cannot code"),
     ("spiking_order", "pe=none", {"data.far": 40}, "near < far < length"),
-    ("spiking_order", "pe=none", {"train.batch_size": 100}, "exceeds the 64 training examples"),
+    ("spiking_order", "pe=none", {"train.batch_size": 128}, "exceeds the 64 training examples"),
+    ("spiking_order", "pe=none", {"train.batch_size": 36}, "not divisible by the data x fsdp mesh size 8"),
     ("spiking_digits", "pe=gray", {"data.patch_size": 3}, "does not divide the 8x8 digits"),
     ("spiking_forecast", "pe=log", {"data.series": "nile"}, "unknown data.series 'nile'"),
 ])

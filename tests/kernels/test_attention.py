@@ -12,8 +12,9 @@ from jax.sharding import AxisType, Mesh
 
 from jaxlab.kernels.attention import flash_attention
 from jaxlab.kernels.attention_gpu import GpuBlocks
+from jaxlab.kernels.attention_reference import xla_attention
 from jaxlab.kernels.attention_tpu import TpuBlocks
-from jaxlab.models.attention import get_attention, xla_attention
+from jaxlab.models.attention import get_attention
 from jaxlab.parallel.mesh import default_logical_rules
 from tests.kernels.helpers import assert_close, cotangent, fast_jit
 

@@ -1,4 +1,4 @@
-"""LIF kernels (interpreted on CPU) against the models' lif_multistep: spikes and surrogate
+"""LIF kernels (interpreted on CPU) against the reference lif_multistep: spikes and surrogate
 gradients for both surrogates."""
 
 import jax
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import pytest
 
 from jaxlab.kernels.lif import lif_multistep
-from jaxlab.models.spiking_neurons import Surrogate
-from jaxlab.models.spiking_neurons import lif_multistep as reference_lif
+from jaxlab.kernels.lif_reference import Surrogate
+from jaxlab.kernels.lif_reference import lif_multistep as reference_lif
 from tests.kernels.helpers import assert_close, cotangent, fast_jit
 
 SHAPE = (5, 3, 7, 50)  # T=5 steps; 1050 neurons: ragged against 8x128 TPU and 256 GPU tiles
@@ -34,7 +34,7 @@ ARCTAN, SIGMOID = Surrogate("arctan", 2.0), Surrogate("sigmoid", 4.0)
     ("gpu-interpret", SIGMOID, jnp.float32),
     ("auto", ARCTAN, jnp.float32),
 ], ids=lambda p: getattr(p, "kind", None) or getattr(p, "__name__", None) or str(p))
-def test_matches_models_lif(target, surrogate, dtype):
+def test_matches_reference_lif(target, surrogate, dtype):
   x = (jax.random.normal(jax.random.key(0), SHAPE) * 1.5 + 0.8).astype(dtype)
   kernel = lambda x, **kw: lif_multistep(x, **kw, target=target, block_rows=8, block_gpu=256)
   (_, spikes), grad = _spikes_and_grad(kernel, x, surrogate)

@@ -1,11 +1,12 @@
-"""XNOR attention kernels (interpreted on CPU) against the models' XNOR attention with Gray
+"""XNOR attention kernels (interpreted on CPU) against the reference XNOR attention with Gray
 codes appended: outputs and gradients for q, k, v and the scale."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxlab.kernels.xnor_attention import reference_xnor_attention, xnor_attention
+from jaxlab.kernels.xnor_attention import xnor_attention
+from jaxlab.kernels.xnor_attention_reference import reference_xnor_attention
 from jaxlab.models.positional import gray_position_codes, grid_coordinates
 from tests.kernels.helpers import assert_close, cotangent, fast_jit
 

@@ -1,4 +1,4 @@
-"""DLL layers against a direct NumPy implementation of specs/dll.md, plus the properties the
+"""DLL layers against a direct NumPy implementation of docs/dll.md, plus the properties the
 spec relies on: errors go down through Theta (never W^T), DLL-FA and FA leave Theta alone."""
 
 import math
@@ -9,10 +9,13 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxlab.config import ConfigError
 from jaxlab.models.dll import Conv2D, DLLOptions, LearningRule, dll_conv, dll_dense
-from jaxlab.models.dll_nets import cnn, mlp, recurrent
-from jaxlab.train.dll_loop import (build_optimizer, create_state, make_train_step,
-                                   smoothed_cross_entropy_sum)
+from jaxlab.models.dll_nets import NetConfig, build_net, cnn, mlp, recurrent
+from jaxlab.objectives.supervised import Classification
+from jaxlab.train.optimizer import FeedbackAdamSettings, build_feedback_optimizer
+from jaxlab.train.state import create_state, no_frozen_state
+from jaxlab.train.step import make_train_step
 
 SMOOTHING = 0.1
 
@@ -70,7 +73,8 @@ def _np_mlp_updates(params, x, labels, form, sign, clip, scale=2.0):
 
 def _loss_grads(net, params, x, labels):
   """Cotangents of the summed task loss for every parameter (jitted: one compile, not one per op)."""
-  loss = lambda p, x, y: smoothed_cross_entropy_sum(net.apply(p, x), y, SMOOTHING)
+  loss = lambda p, x, y: _objective(net)(p, {}, {}, {"inputs": x, "targets": y}, None,
+                                         True).loss_sum
   return jax.jit(jax.grad(loss))(params, x, labels)
 
 
@@ -251,36 +255,31 @@ def test_upstream_updates_follow_theta_of_the_layer_above():
   np.testing.assert_array_equal(base[0]["theta"], 0.0)  # Theta_0 never changes (xi_0 = 0)
 
 
+def _objective(net):
+  return Classification(lambda params, state, x, train: (net.apply(params, x), state), SMOOTHING)
+
+
 @pytest.mark.parametrize("method,theta_moves", [("dll", True), ("dll_fa", False), ("fa", False),
                                                 ("bp", False)])
 def test_only_dll_updates_theta(method, theta_moves):
   rule = LearningRule(method)
   net = mlp([16, 8, 6, 5], rule)
-  tx, _ = build_optimizer(_opt_cfg(), total_steps=10, learns_theta=rule.learns_theta)
-  state = create_state(net.init, tx, seed=0)
-  step = jax.jit(make_train_step(net.apply, tx, SMOOTHING))
+  tx, schedule = build_feedback_optimizer(FeedbackAdamSettings(lr=1e-2), total_steps=10,
+                                          learns_theta=rule.learns_theta)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = create_state(lambda rng: {"params": net.init(rng)}, no_frozen_state, tx, 0, replicated)
+  step = jax.jit(make_train_step(_objective(net), tx, schedule))
   rng = np.random.RandomState(0)
   new = state
   for _ in range(3):
-    new, _ = step(new, rng.rand(8, 16).astype(np.float32), rng.randint(0, 5, size=8))
+    batch = {"inputs": rng.rand(8, 16).astype(np.float32),
+             "targets": rng.randint(0, 5, size=8).astype(np.int32)}
+    new, _ = step(new, batch)
   for layer, (before, after) in enumerate(zip(state.params, new.params)):
     assert not np.allclose(before["w"], after["w"])
     moved = not np.array_equal(before["theta"], after["theta"])
     assert moved == (theta_moves and layer > 0), (method, layer)
-
-
-def _opt_cfg():
-  return ml_collections.ConfigDict(dict(lr=1e-2, theta_lr_ratio=0.1, b1=0.9, b2=0.999, eps=1e-8))
-
-
-def test_theta_learning_rate_is_a_tenth_and_decays_linearly():
-  params = {"w": jnp.zeros(3), "theta": jnp.zeros(3)}
-  tx, schedule = build_optimizer(_opt_cfg(), total_steps=4, learns_theta=True)
-  grads = {"w": jnp.ones(3), "theta": jnp.ones(3)}
-  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
-  assert float(updates["w"][0]) == pytest.approx(-1e-2, rel=1e-4)
-  assert float(updates["theta"][0]) == pytest.approx(-1e-3, rel=1e-4)
-  assert float(schedule(2)) == pytest.approx(5e-3) and float(schedule(4)) == 0.0
 
 
 def test_options_reject_unknown_values():
@@ -290,3 +289,31 @@ def test_options_reject_unknown_values():
     LearningRule("dll", theta_sign=0.5)
   with pytest.raises(ValueError, match="unknown method 'pc'"):
     LearningRule("pc")
+
+
+def test_net_config_reads_the_model_section():
+  section = ml_collections.ConfigDict(dict(kind="cnn", channels=[3, 2], pools=["max", "avg"],
+                                           hidden=[6]))
+  cfg = NetConfig.from_config(section)
+  assert cfg == NetConfig(kind="cnn", hidden=(6,), channels=(3, 2), pools=("max", "avg"))
+  hash(cfg)  # lists from config.json become tuples
+  net = build_net(section, LearningRule("bp"), (4, 4, 1), 5)
+  assert net.apply(net.init(jax.random.PRNGKey(0)), jnp.zeros((2, 4, 4, 1))).shape == (2, 5)
+  assert NetConfig.from_config(ml_collections.ConfigDict(dict(kind="rnn", hidden=8))).pools == ()
+
+
+@pytest.mark.parametrize("section,error,message", [
+    (dict(kind="mlp", hidden=(8,), hiden=(4,)), ConfigError,
+     r"unknown config key 'model\.hiden' \(did you mean 'model\.hidden'\?\)"),
+    (dict(kind="mlp"), ConfigError, "config section 'model' needs model.hidden"),
+    (dict(kind="gru", hidden=8), ValueError, "unknown model.kind 'gru'"),
+    (dict(kind="cnn", hidden=(8,), channels=(3,), pools=("max", "avg")), ValueError,
+     "one entry per model.channels"),
+    (dict(kind="cnn", hidden=(8,), channels=(3,), pools=("min",)), ValueError,
+     "model.pools entries"),
+    (dict(kind="rnn", hidden=(8,)), ValueError, "is one width"),
+    (dict(kind="mlp", hidden=8), ValueError, "is a sequence of widths"),
+])
+def test_net_config_rejects_bad_sections(section, error, message):
+  with pytest.raises(error, match=message):
+    NetConfig.from_config(ml_collections.ConfigDict(section)).validate()

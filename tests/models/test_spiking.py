@@ -3,14 +3,16 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from jaxlab.config import ConfigError
+from jaxlab.kernels.lif_reference import Surrogate, lif_multistep, spike
+from jaxlab.kernels.xnor_attention_reference import (append_position_codes, xnor_attention,
+                                                      xnor_attention_scores)
 from jaxlab.models.positional import gray_code, gray_position_codes, grid_coordinates
 from jaxlab.models.spiking import Spikformer, SpikformerConfig, SpikingDense
-from jaxlab.models.spiking_attention import (append_position_codes, xnor_attention,
-                                             xnor_attention_scores)
-from jaxlab.models.spiking_neurons import Surrogate, lif_multistep, spike
 
 RNG = np.random.RandomState(0)
 TINY = dict(d_model=16, n_layers=1, n_heads=2, mlp_ratio=2)
@@ -180,6 +182,15 @@ def test_gradients_reach_queries_keys_and_the_xnor_scale():
 def test_config_validation(overrides, grid, message):
   with pytest.raises(ValueError, match=message):
     SpikformerConfig(**overrides).validate(grid)
+
+
+def test_from_config_rejects_unknown_model_keys():
+  section = ml_collections.ConfigDict({**TINY, "pe": "gray"})
+  assert SpikformerConfig.from_config(section) == SpikformerConfig(**TINY, pe="gray")
+  section.time_step = 2
+  with pytest.raises(ConfigError, match=r"unknown config key 'model\.time_step' "
+                                        r"\(did you mean 'model\.time_steps'\?\)"):
+    SpikformerConfig.from_config(section)
 
 
 @pytest.mark.parametrize("pe", ["gray", "none"])

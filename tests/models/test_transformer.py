@@ -1,9 +1,11 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from jaxlab.config import ConfigError
 from jaxlab.models.transformer import Transformer, TransformerConfig, count_params, init_cache
 
 CFG = TransformerConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48)
@@ -82,7 +84,8 @@ def test_query_blocks_and_unrolled_layers_compute_the_same_model(changes):
     logits = Transformer(cfg).apply(p, tokens, segments, positions)[0]
     return jnp.mean(logits ** 2), logits
 
-  (_, base), base_grads = jax.value_and_grad(lambda p: loss(CFG, p), has_aux=True)(params)
+  dense = TransformerConfig(**{**CFG.__dict__, "attention_query_block": 0})
+  (_, base), base_grads = jax.value_and_grad(lambda p: loss(dense, p), has_aux=True)(params)
   (_, out), grads = jax.value_and_grad(lambda p: loss(changed, p), has_aux=True)(changed_params)
   np.testing.assert_allclose(out, base, atol=2e-5)
   expected = base_grads if changed.scan_layers else _unstack_layers(base_grads)
@@ -141,3 +144,13 @@ def test_bfloat16_compute_keeps_float32_parameters():
 def test_validate_rejects_bad_settings(field, value, message):
   with pytest.raises(ValueError, match=message):
     TransformerConfig(**{**CFG.__dict__, field: value}).validate()
+
+
+def test_from_config_reads_the_model_section_and_rejects_unknown_keys():
+  section = ml_collections.ConfigDict(dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4,
+                                           n_kv_heads=2, d_ff=48))
+  assert TransformerConfig.from_config(section) == CFG
+  section.attention_query_blok = 8
+  with pytest.raises(ConfigError, match=r"unknown config key 'model\.attention_query_blok' "
+                                        r"\(did you mean 'model\.attention_query_block'\?\)"):
+    TransformerConfig.from_config(section)

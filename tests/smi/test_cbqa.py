@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
+from jaxlab.eval.run_loading import load_run
 from jaxlab.smi.cbqa import build_prompts, cbqa_accuracy, merge_counts
-from jaxlab.smi.run_loading import load_run
 from jaxlab.smi.triples import Triple
-from jaxlab.train.loop import train_lm
+from jaxlab.experiments import lm_pretrain
 from tests.train.helpers import tiny_config
 
 TRIPLES = [Triple("Kobara", "capital", "Tel"), Triple("Mizu", "born", "Ro")]
@@ -19,7 +19,7 @@ TEMPLATES = {"capital": ["[S] is the capital of", "Capital: [S] of"], "born": ["
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
-  train_lm(tiny_config(steps=2), workdir, jax.devices()[:1])
+  lm_pretrain.run(tiny_config(steps=2), workdir, jax.devices()[:1])
   return workdir
 
 

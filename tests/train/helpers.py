@@ -1,8 +1,14 @@
 """Small configs and batches shared by the train tests."""
 
+import json
+import os
+import signal
+
+import jax
 import numpy as np
 
 from jaxlab import presets
+from jaxlab.train.checkpoints import Checkpointer
 
 
 def tiny_config(**train):
@@ -29,3 +35,41 @@ def random_batch(config, seed=0):
           "segment_ids": segment_ids,
           "positions": np.tile(positions, (batch, 1)).astype(np.int32),
           "loss_weights": (segment_ids > 0).astype(np.float32)}
+
+
+def metric_rows(workdir):
+  """Rows of a run's metrics.jsonl."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def logged(workdir, key="loss"):
+  """{step: value} of `key` over a run's metrics.jsonl."""
+  return {row["step"]: row[key] for row in metric_rows(workdir) if key in row}
+
+
+def sigterm_after(trainer, step):
+  """Makes `trainer` receive SIGTERM (in this process) right after training step `step`, as a
+  preemption would; the trainer then stops after its next step."""
+
+  def send(state, done):
+    del state
+    if done == step:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  trainer.add_hook(send, every=1, at_end=False)
+  return trainer
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def final_state(workdir, trainer):
+  """The state in the latest checkpoint of `workdir`, restored onto `trainer`'s shardings."""
+  checkpointer = Checkpointer(workdir)
+  try:
+    state, _ = checkpointer.restore(trainer.abstract_state_with_shardings())
+  finally:
+    checkpointer.close()
+  return state

@@ -3,17 +3,25 @@ import numpy as np
 import pytest
 
 from jaxlab.data.global_batch import to_global_batch
-from jaxlab.train.setup import build_setup
+from jaxlab.experiments.lm_pretrain import build_trainer
 from tests.train.helpers import random_batch, tiny_config
 
 
-def _losses(config, devices, steps=3):
-  setup = build_setup(config, devices)
-  state = setup.create_state()
-  step = setup.compile_train_step()
+def _unequal_weights(config, seed=0):
+  """random_batch with each row's token weights cut to a different length."""
+  batch = random_batch(config, seed)
+  keep = np.arange(config.train.seq_len)[None, :] < (4 + 3 * np.arange(len(batch["inputs"])))[:, None]
+  batch["loss_weights"] = batch["loss_weights"] * keep
+  return batch
+
+
+def _losses(config, devices, steps=3, make_batch=random_batch):
+  trainer = build_trainer(config, "", devices, with_data=False)
+  state = trainer.create_state()
+  step = trainer.compile()
   losses, grad_norms = [], []
   for _ in range(steps):
-    state, metrics = step(state, to_global_batch(random_batch(config), setup.batch_sharding))
+    state, metrics = step(state, to_global_batch(make_batch(config), trainer.batch_sharding))
     losses.append(float(metrics["loss"]))
     grad_norms.append(float(metrics["grad_norm"]))
   return np.array(losses), np.array(grad_norms), state
@@ -45,22 +53,23 @@ def test_meshes_give_the_same_losses():
 def test_2x2x2_mesh_really_shards_parameters():
   config = tiny_config()
   config.mesh.update(data=2, fsdp=2, tensor=2)
-  setup = build_setup(config)
-  spec = setup.state_sharding.params["layers"]["mlp"]["w_gate"].spec
+  trainer = build_trainer(config, "", with_data=False)
+  spec = trainer.state_sharding.params["layers"]["mlp"]["w_gate"].spec
   assert tuple(spec) == (None, "fsdp", "tensor")
-  mu = setup.state_sharding.opt_state[1][0].mu["layers"]["mlp"]["w_gate"].spec
+  mu = trainer.state_sharding.opt_state[1][0].mu["layers"]["mlp"]["w_gate"].spec
   assert tuple(mu) == (None, "fsdp", "tensor")
 
 
 @pytest.mark.parametrize("microbatches", [2, 4])
-def test_gradient_accumulation_matches_the_large_batch(microbatches):
+@pytest.mark.parametrize("make_batch", [random_batch, _unequal_weights])
+def test_gradient_accumulation_matches_the_large_batch(microbatches, make_batch):
   devices = jax.devices()[:2]
   big = tiny_config()
   big.mesh.update(data=2)
   accumulated = tiny_config(microbatches=microbatches)
   accumulated.mesh.update(data=2)
-  big_losses, big_norms, big_state = _losses(big, devices)
-  acc_losses, acc_norms, acc_state = _losses(accumulated, devices)
+  big_losses, big_norms, big_state = _losses(big, devices, make_batch=make_batch)
+  acc_losses, acc_norms, acc_state = _losses(accumulated, devices, make_batch=make_batch)
   np.testing.assert_allclose(acc_losses, big_losses, rtol=2e-5)
   np.testing.assert_allclose(acc_norms, big_norms, rtol=2e-4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=5e-4),

@@ -1,7 +1,8 @@
-"""Spiking neurons: Heaviside spikes with surrogate gradients, and the multi-step LIF neuron.
+"""Reference spiking neuron in plain jnp: Heaviside spikes with surrogate gradients, and the
+multi-step LIF neuron that the fused kernel (`lif`) must match.
 
 The forward pass is exactly binary; only the backward pass sees the smooth surrogate. Both are
-plain functions of arrays (no module state) so that a fused kernel can stand in for them.
+plain functions of arrays (no module state) so that the kernel can stand in for them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,265 @@
+"""The one training loop every study runs: restore or init, compile, step, hooks, summary.
+
+A study assembles a `Program` (objective, variable init, optimizer) and a data source, hands
+them to a `Trainer` with its settings, mesh and workdir, adds evaluators or hooks with a cadence
+(`add_hook(fn, every=N)`), and calls `run()`. The loop itself is study-agnostic:
+
+1. SIGTERM/SIGINT are caught from the start (start-up and compilation included): the loop stops
+   after the current step, saves a checkpoint and returns with `"preempted": true`.
+2. The state is restored from the workdir's latest checkpoint onto the current mesh, or created
+   already sharded; the data source resumes from the position saved beside it.
+3. The step is compiled ahead of time and its per-device memory logged before step 1.
+4. Each step: next batch -> global arrays -> jitted, donated step. Metrics are summed on device
+   between log steps, so a logged value is the mean over its interval.
+5. Hooks run at their cadence and at the end: metrics (metrics.jsonl + TensorBoard, process 0),
+   progress, evaluators, study hooks, then checkpointing (always last, so it saves what the
+   others saw).
+6. summary.json: run facts, the study's fields and the last value of every metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Iterable
+
+import jax
+import numpy as np
+import optax
+
+from jaxlab.cli import write_text_atomic
+from jaxlab.data.global_batch import to_global_batch
+from jaxlab.data.source import Batch, DataSource
+from jaxlab.objectives.base import Objective
+from jaxlab.parallel.mesh import batch_sharding, mesh_context
+from jaxlab.parallel.topology import compiled_memory_per_device
+from jaxlab.progress import Progress
+from jaxlab.train import state as state_lib
+from jaxlab.train.checkpoints import Checkpointer
+from jaxlab.train.flops import peak_flops_per_device
+from jaxlab.train.metrics import MetricsWriter
+from jaxlab.train.preemption import PreemptionGuard
+from jaxlab.train.step import evaluation_metrics, make_eval_step, make_train_step
+
+logger = logging.getLogger(__name__)
+Metrics = dict[str, float]
+# (state, step) -> metrics to log at this step (or None)
+HookFn = Callable[[state_lib.TrainState, int], Metrics | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerSettings:
+  """How long to train and how often to log, evaluate and checkpoint (in steps)."""
+  steps: int
+  log_every: int = 10
+  eval_every: int = 0  # 0: evaluate at the end only
+  checkpoint_every: int = 500
+  checkpoint_keep: int = 3
+  async_checkpoints: bool = True
+  microbatches: int = 1
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """What a study trains: the objective, how its variables start, and the optimizer."""
+  objective: Objective
+  init_variables: state_lib.InitVariables
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  init_frozen: state_lib.InitFrozen = state_lib.no_frozen_state
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+  """Items (e.g. tokens) per step and, optionally, training FLOPs per item (for MFU)."""
+  unit: str
+  per_step: int
+  flops_per_item: float | None = None
+
+
+@dataclasses.dataclass
+class Hook:
+  fn: HookFn
+  every: int  # 0: only at the end
+  at_end: bool = True
+
+  def due(self, step: int, is_last: bool) -> bool:
+    return (self.every > 0 and step % self.every == 0) or (is_last and self.at_end)
+
+
+class Trainer:
+  """Trains `program` on `data` in `workdir` over `mesh`; see the module docstring."""
+
+  def __init__(self, settings: TrainerSettings, program: Program, data: DataSource | None,
+               batch_spec: dict[str, jax.ShapeDtypeStruct], *, mesh: jax.sharding.Mesh,
+               rules: tuple, workdir: str, summary_fields: dict[str, Any] | None = None,
+               throughput: Throughput | None = None):
+    self.settings, self.program, self.data = settings, program, data
+    self.mesh, self.rules, self.workdir = mesh, rules, workdir
+    self.summary_fields = dict(summary_fields or {})
+    self.throughput = throughput
+    self.is_main = jax.process_index() == 0
+    self.batch_sharding = batch_sharding(mesh, rules)
+    self.batch_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
+                       for k, v in batch_spec.items()}
+    self.abstract_state, self.state_sharding = state_lib.state_shardings(
+        program.init_variables, program.init_frozen, program.tx, mesh, rules)
+    self._hooks: list[Hook] = []
+
+  # ------------------------------------------------------------------ extension points
+
+  def add_hook(self, fn: HookFn, every: int, at_end: bool = True) -> None:
+    """Calls `fn(state, step)` every `every` steps (0: never on cadence) and, with `at_end`, after
+    the last step; the metrics it returns are logged and kept for the summary."""
+    self._hooks.append(Hook(fn, every, at_end))
+
+  def add_evaluator(self, name: str, batches: Callable[[], Iterable[Batch]],
+                    every: int | None = None) -> None:
+    """Evaluates the objective on `batches()` (host-local batches, a fresh pass each call) and
+    logs `{name}_loss` and `{name}_{metric}`; the cadence defaults to `settings.eval_every`."""
+    eval_step = jax.jit(make_eval_step(self.program.objective),
+                        in_shardings=(self.state_sharding, self.batch_sharding),
+                        out_shardings=state_lib.replicated(self.mesh))
+
+    def evaluate(state, step):
+      del step
+      sums: dict[str, float] = {}
+      with mesh_context(self.mesh, self.rules):
+        for local_batch in batches():
+          out = jax.device_get(eval_step(state, to_global_batch(local_batch, self.batch_sharding)))
+          for key, value in out.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+      return evaluation_metrics(sums, name)
+
+    self.add_hook(evaluate, self.settings.eval_every if every is None else every)
+
+  # ------------------------------------------------------------------ compilation
+
+  def abstract_state_with_shardings(self) -> state_lib.TrainState:
+    return state_lib.with_shardings(self.abstract_state, self.state_sharding)
+
+  def compile(self):
+    """Lowers and compiles the train step against abstract inputs (nothing allocated) and logs
+    its per-device memory."""
+    step = make_train_step(self.program.objective, self.program.tx, self.program.schedule,
+                           self.settings.microbatches)
+    jitted = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding),
+                     out_shardings=(self.state_sharding, state_lib.replicated(self.mesh)),
+                     donate_argnums=(0,))
+    with mesh_context(self.mesh, self.rules):
+      compiled = jitted.lower(self.abstract_state_with_shardings(), self.batch_spec).compile()
+    self.bytes_per_device = compiled_memory_per_device(compiled)
+    stats = compiled.memory_analysis()
+    if stats is not None:
+      logger.info("train step memory per device: arguments %.1f MiB, outputs %.1f MiB, "
+                  "aliased %.1f MiB, temporaries %.1f MiB, total %.1f MiB",
+                  stats.argument_size_in_bytes / 2**20, stats.output_size_in_bytes / 2**20,
+                  stats.alias_size_in_bytes / 2**20, stats.temp_size_in_bytes / 2**20,
+                  self.bytes_per_device / 2**20)
+    return compiled
+
+  def num_params(self) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.abstract_state.params))
+
+  # ------------------------------------------------------------------ the loop
+
+  def _restore_or_init(self, checkpointer: Checkpointer) -> state_lib.TrainState:
+    if checkpointer.latest_step() is not None:
+      state, data_state = checkpointer.restore(self.abstract_state_with_shardings())
+      self.data.set_state(data_state)
+      logger.info("resumed from %s at step %d", checkpointer.directory, int(state.step))
+      return state
+    return self.create_state()
+
+  def create_state(self) -> state_lib.TrainState:
+    """A fresh state for `settings.seed`, created directly into its shardings."""
+    with mesh_context(self.mesh, self.rules):
+      return state_lib.create_state(self.program.init_variables, self.program.init_frozen,
+                                    self.program.tx, self.settings.seed, self.state_sharding)
+
+  def _throughput_metrics(self, step_time: float) -> Metrics:
+    if self.throughput is None:
+      return {}
+    per_s = self.throughput.per_step / step_time
+    metrics = {f"{self.throughput.unit}_per_s": per_s}
+    if self.throughput.flops_per_item:
+      tflops = self.throughput.flops_per_item * per_s / self.mesh.devices.size / 1e12
+      metrics["tflops_per_device"] = tflops
+      peak = peak_flops_per_device(self.mesh.devices.flat[0].device_kind)
+      if peak:
+        metrics["mfu"] = tflops * 1e12 / peak
+    return metrics
+
+  def run(self) -> dict[str, Any]:
+    """Trains to `settings.steps` (resuming if a checkpoint exists) and returns the summary.
+
+    A run that is already finished returns its summary.json untouched."""
+    summary_path = os.path.join(self.workdir, "summary.json")
+    total = self.settings.steps
+    started = time.perf_counter()
+    with PreemptionGuard() as guard:
+      checkpointer = Checkpointer(self.workdir, keep=self.settings.checkpoint_keep,
+                                  use_async=self.settings.async_checkpoints)
+      latest = checkpointer.latest_step()
+      if latest is not None and latest >= total and os.path.isfile(summary_path):
+        checkpointer.close()
+        with open(summary_path) as f:
+          return json.load(f)
+      state = self._restore_or_init(checkpointer)
+      logger.info("model: %s parameters", f"{self.num_params():,}")
+      compiled = self.compile()
+      start = int(state.step)
+      writer = MetricsWriter(self.workdir, enabled=self.is_main, after_step=start)
+      progress = Progress(total, initial=start, enabled=self.is_main)
+      last: Metrics = {}
+      pending: list[dict[str, jax.Array]] = []  # step metrics since the last log, on device
+      interval_start, interval_steps = time.perf_counter(), 0
+      preempted = guard.requested  # a signal during start-up: stop before training
+      step = start
+      with mesh_context(self.mesh, self.rules):
+        while step < total and not preempted:
+          batch = to_global_batch(next(self.data), self.batch_sharding)
+          state, metrics = compiled(state, batch)
+          step += 1
+          pending.append(metrics)
+          interval_steps += 1
+          preempted = guard.requested  # read once: a later signal is handled after the next step
+          is_last = step == total or preempted
+          logged: Metrics = {}
+          if step % self.settings.log_every == 0 or is_last:
+            logged = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
+                      for k in pending[0]}
+            step_time = (time.perf_counter() - interval_start) / interval_steps
+            logged.update(step_time_s=step_time, **self._throughput_metrics(step_time))
+            pending = []
+          if not preempted:
+            for hook in self._hooks:
+              if hook.due(step, is_last):
+                logged.update(hook.fn(state, step) or {})
+          if logged:
+            last.update(logged)
+            writer.write(step, logged)
+            progress.update(step, logged)
+            interval_start, interval_steps = time.perf_counter(), 0
+          if step % self.settings.checkpoint_every == 0 or is_last:
+            checkpointer.save(step, state, self.data.get_state())
+      if step == start and step == total:  # restored a finished run whose summary was lost
+        for hook in self._hooks:
+          if hook.at_end:
+            last.update(hook.fn(state, step) or {})
+      checkpointer.close()
+      self.data.close()
+      progress.close()
+      writer.close()
+    summary = {"step": step, "total_steps": total, "preempted": preempted,
+               "params": self.num_params(), "num_devices": int(self.mesh.devices.size),
+               "device_kind": self.mesh.devices.flat[0].device_kind,
+               "bytes_per_device": self.bytes_per_device,
+               "wall_time_s": time.perf_counter() - started, **self.summary_fields, **last}
+    if self.is_main:
+      write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+    return summary
