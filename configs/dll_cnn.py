@@ -26,8 +26,9 @@ def get_config(arg=None):
   config.optimizer.lr = LEARNING_RATES[args.method]
   config.train.epochs = args.epochs
   config.data = image_data_config(args.data)
-  config.model = ml_collections.ConfigDict(dict(
-      kind="cnn", channels=(32, 64, 32), pools=("max", "max", "avg"), hidden=(128,)))
+  config.model = ml_collections.ConfigDict(
+    dict(kind="cnn", channels=(32, 64, 32), pools=("max", "max", "avg"), hidden=(128,))
+  )
   if args.data != "digits":
     config.model.update(channels=(64, 128, 64), hidden=(256,))
   return config

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 import tempfile
-from typing import Iterable, Iterator, NoReturn, TextIO
+from collections.abc import Iterable, Iterator
+from typing import NoReturn, TextIO
 
 
 def fail(message: str) -> NoReturn:

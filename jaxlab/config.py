@@ -12,7 +12,8 @@ import dataclasses
 import difflib
 import importlib.util
 import os
-from typing import Any, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import ml_collections
 
@@ -73,7 +74,9 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   return keys
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[tuple[str, str]]) -> None:
+def apply_overrides(
+  config: ml_collections.ConfigDict, overrides: Iterable[tuple[str, str]]
+) -> None:
   """Applies `(dotted.key, raw string)` overrides in place, typed by the current values."""
   valid = flat_keys(config)
   for key, raw in overrides:
@@ -143,8 +146,9 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     f.write(config.to_json_best_effort(indent=2))
 
 
-def settings_from_section(cls: type[_Settings], section: ml_collections.ConfigDict | dict,
-                          name: str, **extra: Any) -> _Settings:
+def settings_from_section(
+  cls: type[_Settings], section: ml_collections.ConfigDict | dict, name: str, **extra: Any
+) -> _Settings:
   """Reads a config section into the frozen dataclass `cls` (the one place its defaults live).
 
   Unknown keys are a one-line ConfigError naming the nearest field; fields the section leaves out
@@ -154,15 +158,20 @@ def settings_from_section(cls: type[_Settings], section: ml_collections.ConfigDi
   values = dict(section.items()) if section is not None else {}
   for key in values:
     if key not in fields:
-      raise ConfigError(_unknown_key_message("unknown config key", f"{name}.{key}",
-                                             [f"{name}.{f}" for f in fields]))
+      raise ConfigError(
+        _unknown_key_message("unknown config key", f"{name}.{key}", [f"{name}.{f}" for f in fields])
+      )
   unknown_extra = sorted(set(extra) - set(fields))
   if unknown_extra:
     raise TypeError(f"{cls.__name__} has no field(s) {', '.join(unknown_extra)}")
   values.update(extra)
-  missing = [f for f, spec in fields.items() if f not in values
-             and spec.default is dataclasses.MISSING
-             and spec.default_factory is dataclasses.MISSING]
+  missing = [
+    f
+    for f, spec in fields.items()
+    if f not in values
+    and spec.default is dataclasses.MISSING
+    and spec.default_factory is dataclasses.MISSING
+  ]
   if missing:
     raise ConfigError(f"config section {name!r} needs {', '.join(f'{name}.{m}' for m in missing)}")
   return cls(**{k: _plain(v) for k, v in values.items()})
@@ -189,8 +198,9 @@ def _plain(value: Any) -> Any:
   return value
 
 
-def check_known_keys(section: ml_collections.ConfigDict, known: ml_collections.ConfigDict,
-                     name: str) -> None:
+def check_known_keys(
+  section: ml_collections.ConfigDict, known: ml_collections.ConfigDict, name: str
+) -> None:
   """Raises ConfigError for a key of `section` (nested sections too) that `known` lacks: for
   sections a whole module reads, such as `data` and `mesh`, instead of a dataclass."""
   valid = [f"{name}.{key}" for key in flat_keys(known)]

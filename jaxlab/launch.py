@@ -15,10 +15,10 @@ import os
 import pkgutil
 from types import ModuleType
 
-import jaxlab  # noqa: F401  (selects the JAX platform before jax is imported)
 import jax
 from absl import app, flags, logging
 
+import jaxlab  # noqa: F401  (selects the JAX platform before jax is imported)
 from jaxlab import experiments
 from jaxlab.cli import fail
 from jaxlab.config import ConfigError, apply_overrides, load_config, write_config
@@ -28,8 +28,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Config file, path.py[:arg].")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summaries.")
 flags.DEFINE_bool("dry_run", False, "Compile abstractly and write dry_run.json; train nothing.")
-flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
-                  "Initialize multi-host JAX: auto = when the environment shows several processes.")
+flags.DEFINE_enum(
+  "distributed",
+  "auto",
+  ["auto", "on", "off"],
+  "Initialize multi-host JAX: auto = when the environment shows several processes.",
+)
 
 OVERRIDE_PREFIX = "--config."
 _overrides: list[tuple[str, str]] = []
@@ -40,7 +44,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   rest = [argv[0]]
   for arg in argv[1:]:
     if arg.startswith(OVERRIDE_PREFIX):
-      key, eq, value = arg[len(OVERRIDE_PREFIX):].partition("=")
+      key, eq, value = arg[len(OVERRIDE_PREFIX) :].partition("=")
       if not eq:
         fail(f"override {arg!r} needs a value: --config.{key}=VALUE")
       _overrides.append((key, value))

@@ -19,8 +19,10 @@ def has_tpu_hardware() -> bool:
 
 
 def has_cuda_plugin() -> bool:
-  return any(importlib.util.find_spec(name) is not None
-             for name in ("jax_cuda12_plugin", "jax_cuda13_plugin"))
+  return any(
+    importlib.util.find_spec(name) is not None
+    for name in ("jax_cuda12_plugin", "jax_cuda13_plugin")
+  )
 
 
 def configure_platform() -> None:

@@ -43,21 +43,29 @@ def lm_config(**model_overrides) -> ml_collections.ConfigDict:
 
 SMI_VOCAB_SIZE = 64_000
 SMI_SHAPES = {
-    "1p6b": dict(d_model=2048, n_layers=26, n_heads=16, n_kv_heads=16, d_ff=5632),
-    "7b": dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, d_ff=11008),
-    "13b": dict(d_model=5120, n_layers=40, n_heads=40, n_kv_heads=40, d_ff=13824),
+  "1p6b": dict(d_model=2048, n_layers=26, n_heads=16, n_kv_heads=16, d_ff=5632),
+  "7b": dict(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, d_ff=11008),
+  "13b": dict(d_model=5120, n_layers=40, n_heads=40, n_kv_heads=40, d_ff=13824),
 }
 
 
-def smi_llama_config(size: str, *, global_batch: int, seq_len: int = 4096) -> ml_collections.ConfigDict:
+def smi_llama_config(
+  size: str, *, global_batch: int, seq_len: int = 4096
+) -> ml_collections.ConfigDict:
   """The SMI study's LLaMA-2-style models (docs/smi.md section 6) for pod-scale pretraining.
 
   One 64k vocabulary for all sizes keeps every parameter count within 3% of its name:
   1.6B = 26 layers x 2048 (FFN 5632), 7B = 32 x 4096 (FFN 11008), 13B = 40 x 5120 (FFN 13824).
   bf16 compute, fp32 master weights, full remat, FSDP over all chips.
   """
-  config = lm_config(vocab_size=SMI_VOCAB_SIZE, max_seq_len=seq_len, dtype="bfloat16", remat_policy="full", attention_query_block=512,
-                     **SMI_SHAPES[size])
+  config = lm_config(
+    vocab_size=SMI_VOCAB_SIZE,
+    max_seq_len=seq_len,
+    dtype="bfloat16",
+    remat_policy="full",
+    attention_query_block=512,
+    **SMI_SHAPES[size],
+  )
   config.mesh.update(data=1, fsdp=-1)
   config.train.update(steps=100_000, global_batch=global_batch, seq_len=seq_len, eval_every=1000)
   config.optimizer.update(warmup_steps=2000)  # AdamW, cosine to 10%, wd 0.1, clip 1.0: defaults

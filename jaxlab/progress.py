@@ -19,8 +19,17 @@ class Progress:
   every `every_s` seconds, always when done == total, and a final total and rate on close().
   """
 
-  def __init__(self, total: int | None, *, label: str = "", unit: str = "step", initial: int = 0,
-               every_s: float = 10.0, stream: TextIO | None = None, enabled: bool = True):
+  def __init__(
+    self,
+    total: int | None,
+    *,
+    label: str = "",
+    unit: str = "step",
+    initial: int = 0,
+    every_s: float = 10.0,
+    stream: TextIO | None = None,
+    enabled: bool = True,
+  ):
     self.total, self.label, self.unit, self.every_s = total, label, unit, every_s
     self.enabled, self.stream = enabled, stream or sys.stderr
     self._initial = self._done = initial
@@ -29,8 +38,15 @@ class Progress:
     self._bar = None
     if enabled and self.stream.isatty():
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top  (only terminals need it)
-      self._bar = tqdm(total=total, initial=initial, desc=label or None, unit=unit,
-                       file=self.stream, dynamic_ncols=True)
+
+      self._bar = tqdm(
+        total=total,
+        initial=initial,
+        desc=label or None,
+        unit=unit,
+        file=self.stream,
+        dynamic_ncols=True,
+      )
 
   def update(self, done: int, metrics: dict[str, Any] | None = None) -> None:
     """Reports the running count `done`; loss, eval_loss, tokens_per_s and *_accuracy in
@@ -39,8 +55,9 @@ class Progress:
       return
     self._done = done
     if metrics:
-      self._metrics.update({k: float(v) for k, v in metrics.items()
-                            if k in _SHOWN_METRICS or k.endswith("_accuracy")})
+      self._metrics.update(
+        {k: float(v) for k, v in metrics.items() if k in _SHOWN_METRICS or k.endswith("_accuracy")}
+      )
     if self._bar is not None:
       if metrics:
         self._bar.set_postfix_str(self._metrics_text(), refresh=False)
@@ -67,8 +84,10 @@ class Progress:
     if self._bar is not None:
       self._bar.close()
     elif self.enabled:
-      self._print(f"done, {self._done:,} {self.unit}s in {elapsed:.1f} s, "
-                  f"{self._rate(now):,.1f} {self.unit}s/s")
+      self._print(
+        f"done, {self._done:,} {self.unit}s in {elapsed:.1f} s, "
+        f"{self._rate(now):,.1f} {self.unit}s/s"
+      )
     return elapsed
 
   def _rate(self, now: float) -> float:

@@ -26,13 +26,15 @@ from jaxlab.models.transformer import Transformer, TransformerConfig, init_cache
 @flax.struct.dataclass
 class SampleOutput:
   """What `sample` returns; entries past a row's EOS are `pad_id` / 0."""
-  tokens: jax.Array    # [B, max_new_tokens] int32
-  lengths: jax.Array   # [B] int32: generated tokens, EOS included
+
+  tokens: jax.Array  # [B, max_new_tokens] int32
+  lengths: jax.Array  # [B] int32: generated tokens, EOS included
   logprobs: jax.Array  # [B, max_new_tokens] float32: log_softmax(raw logits) at each token
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
-             length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def left_pad(
+  prompts: Sequence[Sequence[int]], pad_id: int, length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """Left-pads prompts to `length` (default: the longest) -> tokens [B, P] int32, mask [B, P]
   int32 (1 real, 0 pad). Left, so all rows end at the same slot and decode together."""
   if not prompts:
@@ -46,13 +48,12 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int,
   tokens = np.full((len(prompts), length), pad_id, np.int32)
   mask = np.zeros((len(prompts), length), np.int32)
   for row, prompt in enumerate(prompts):
-    tokens[row, length - len(prompt):] = prompt
-    mask[row, length - len(prompt):] = 1
+    tokens[row, length - len(prompt) :] = prompt
+    mask[row, length - len(prompt) :] = 1
   return tokens, mask
 
 
-def _draw(logits: jax.Array, rng: jax.Array, temperature: jax.Array,
-          top_p: jax.Array) -> jax.Array:
+def _draw(logits: jax.Array, rng: jax.Array, temperature: jax.Array, top_p: jax.Array) -> jax.Array:
   """Samples one token per row from float32 logits [B, V] at `temperature` (0: argmax), keeping
   only the smallest set of tokens whose tempered probability sums to >= top_p (top token always
   kept). `lax.cond` skips the vocabulary sort when top_p >= 1 and all sampling when greedy."""
@@ -77,10 +78,19 @@ def _draw(logits: jax.Array, rng: jax.Array, temperature: jax.Array,
   return jax.lax.cond(temperature > 0.0, stochastic, greedy, logits).astype(jnp.int32)
 
 
-def sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
-           prompt_mask: jax.Array, rng: jax.Array, *, max_new_tokens: int,
-           temperature: float | jax.Array = 1.0, top_p: float | jax.Array = 1.0,
-           eos_id: int | None = None, pad_id: int = 0) -> SampleOutput:
+def sample(
+  params: Any,
+  cfg: TransformerConfig,
+  prompt_tokens: jax.Array,
+  prompt_mask: jax.Array,
+  rng: jax.Array,
+  *,
+  max_new_tokens: int,
+  temperature: float | jax.Array = 1.0,
+  top_p: float | jax.Array = 1.0,
+  eos_id: int | None = None,
+  pad_id: int = 0,
+) -> SampleOutput:
   """Samples up to `max_new_tokens` continuations of left-padded prompts (see `left_pad`).
 
   `temperature` and `top_p` are scalars; `temperature` 0 is greedy. `logprobs` are under the
@@ -89,15 +99,34 @@ def sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
   pad_id); temperature and top_p are always passed as float32 arrays, so any value, however
   given, reuses that compilation.
   """
-  return _sample(params, cfg, prompt_tokens, prompt_mask, rng,
-                 jnp.asarray(temperature, jnp.float32), jnp.asarray(top_p, jnp.float32),
-                 max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id)
+  return _sample(
+    params,
+    cfg,
+    prompt_tokens,
+    prompt_mask,
+    rng,
+    jnp.asarray(temperature, jnp.float32),
+    jnp.asarray(top_p, jnp.float32),
+    max_new_tokens=max_new_tokens,
+    eos_id=eos_id,
+    pad_id=pad_id,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "eos_id", "pad_id"))
-def _sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
-            prompt_mask: jax.Array, rng: jax.Array, temperature: jax.Array, top_p: jax.Array, *,
-            max_new_tokens: int, eos_id: int | None, pad_id: int) -> SampleOutput:
+def _sample(
+  params: Any,
+  cfg: TransformerConfig,
+  prompt_tokens: jax.Array,
+  prompt_mask: jax.Array,
+  rng: jax.Array,
+  temperature: jax.Array,
+  top_p: jax.Array,
+  *,
+  max_new_tokens: int,
+  eos_id: int | None,
+  pad_id: int,
+) -> SampleOutput:
   """`sample`. All prompt tokens but the last are prefilled in one call whose logits are unused
   (so XLA never materializes [B, P, vocab] logits); each `while_loop` step then feeds one token
   (first the last prompt token) and draws the next from its logits."""
@@ -111,8 +140,9 @@ def _sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
 
   cache = init_cache(cfg, batch, prompt_len + max_new_tokens - 1)
   if prompt_len > 1:  # the model cannot take a zero-length call
-    _, cache = model.apply({"params": params}, prompt_tokens[:, :-1], mask[:, :-1],
-                           positions[:, :-1], cache=cache)
+    _, cache = model.apply(
+      {"params": params}, prompt_tokens[:, :-1], mask[:, :-1], positions[:, :-1], cache=cache
+    )
 
   def cond(carry):
     step, _, _, _, _, done, _ = carry
@@ -120,8 +150,13 @@ def _sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
 
   def body(carry):
     step, last, tokens, logprobs, lengths, done, cache = carry
-    logits, cache = model.apply({"params": params}, last[:, None], jnp.ones((batch, 1), jnp.int32),
-                                (positions[:, -1] + step)[:, None], cache=cache)
+    logits, cache = model.apply(
+      {"params": params},
+      last[:, None],
+      jnp.ones((batch, 1), jnp.int32),
+      (positions[:, -1] + step)[:, None],
+      cache=cache,
+    )
     logits = logits[:, 0].astype(jnp.float32)
     token = _draw(logits, jax.random.fold_in(rng, step), temperature, top_p)
     logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], axis=-1)[:, 0]
@@ -134,17 +169,30 @@ def _sample(params: Any, cfg: TransformerConfig, prompt_tokens: jax.Array,
       done = done | (token == eos_id)
     return step + 1, token, tokens, logprobs, lengths, done, cache
 
-  init = (jnp.zeros((), jnp.int32), prompt_tokens[:, -1],
-          jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
-          jnp.zeros((batch, max_new_tokens), jnp.float32), jnp.zeros((batch,), jnp.int32),
-          jnp.zeros((batch,), bool), cache)
+  init = (
+    jnp.zeros((), jnp.int32),
+    prompt_tokens[:, -1],
+    jnp.full((batch, max_new_tokens), pad_id, jnp.int32),
+    jnp.zeros((batch, max_new_tokens), jnp.float32),
+    jnp.zeros((batch,), jnp.int32),
+    jnp.zeros((batch,), bool),
+    cache,
+  )
   _, _, tokens, logprobs, lengths, _, _ = jax.lax.while_loop(cond, body, init)
   return SampleOutput(tokens=tokens, lengths=lengths, logprobs=logprobs)
 
 
-def generate_text(params: Any, cfg: TransformerConfig, tokenizer: Tokenizer,
-                  prompts: Sequence[str], rng: jax.Array, *, max_new_tokens: int,
-                  pad_to_multiple: int = 32, **kwargs: Any) -> list[str]:
+def generate_text(
+  params: Any,
+  cfg: TransformerConfig,
+  tokenizer: Tokenizer,
+  prompts: Sequence[str],
+  rng: jax.Array,
+  *,
+  max_new_tokens: int,
+  pad_to_multiple: int = 32,
+  **kwargs: Any,
+) -> list[str]:
   """Continuations of text prompts (BOS prepended), decoded up to and without EOS.
 
   The padded prompt length is rounded up to `pad_to_multiple` so that varying prompt lengths
@@ -154,7 +202,16 @@ def generate_text(params: Any, cfg: TransformerConfig, tokenizer: Tokenizer,
   longest = max((len(p) for p in ids), default=1)
   length = -(-longest // pad_to_multiple) * pad_to_multiple
   tokens, mask = left_pad(ids, tokenizer.pad_id, length)
-  out = sample(params, cfg, tokens, mask, rng, max_new_tokens=max_new_tokens,
-               eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, **kwargs)
+  out = sample(
+    params,
+    cfg,
+    tokens,
+    mask,
+    rng,
+    max_new_tokens=max_new_tokens,
+    eos_id=tokenizer.eos_id,
+    pad_id=tokenizer.pad_id,
+    **kwargs,
+  )
   tokens, lengths = jax.device_get((out.tokens, out.lengths))
   return [tokenizer.decode(row[:n].tolist()) for row, n in zip(tokens, lengths)]

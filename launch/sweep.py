@@ -32,9 +32,18 @@ def commands(config: str, workdir_root: str, grid: list[str]) -> list[list[str]]
   result = []
   for point in expand(grid):
     name = "_".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point) or "default"
-    result.append([sys.executable, "-m", "jaxlab.launch", "--config", config,
-                   "--workdir", os.path.join(workdir_root, name),
-                   *(f"--config.{k}={v}" for k, v in point)])
+    result.append(
+      [
+        sys.executable,
+        "-m",
+        "jaxlab.launch",
+        "--config",
+        config,
+        "--workdir",
+        os.path.join(workdir_root, name),
+        *(f"--config.{k}={v}" for k, v in point),
+      ]
+    )
   return result
 
 

@@ -34,7 +34,7 @@ def _imported_names(module: str, is_package: bool, tree: ast.AST) -> list[str]:
       prefix = node.module or ""
       if node.level:
         parts = module.split(".") if is_package else module.split(".")[:-1]
-        base = ".".join(parts[:len(parts) - node.level + 1])
+        base = ".".join(parts[: len(parts) - node.level + 1])
         prefix = f"{base}.{prefix}" if prefix else base
       names += [f"{prefix}.{alias.name}" for alias in node.names]
   return names
@@ -111,9 +111,13 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_kernels_do_not_import_models(graph):
-  edges = [f"{module} imports {target}" for module, targets in sorted(graph.items())
-           if module.startswith("jaxlab.kernels") for target in sorted(targets)
-           if target == "jaxlab.models" or target.startswith("jaxlab.models.")]
+  edges = [
+    f"{module} imports {target}"
+    for module, targets in sorted(graph.items())
+    if module.startswith("jaxlab.kernels")
+    for target in sorted(targets)
+    if target == "jaxlab.models" or target.startswith("jaxlab.models.")
+  ]
   assert not edges, "jaxlab.kernels must not import jaxlab.models:\n" + "\n".join(edges)
 
 
@@ -133,6 +137,11 @@ def test_graph_resolves_relative_and_function_level_imports(tmp_path):
   (pkg / "sub" / "__init__.py").write_text("from . import b\n")
   (pkg / "sub" / "b.py").write_text("from .. import c as _\nfrom ..a import f\n")
   graph = import_graph(tmp_path, "pkg")
-  assert graph == {"pkg": set(), "pkg.a": {"pkg.sub.b", "pkg.c"}, "pkg.c": {"pkg.a"},
-                   "pkg.sub": set(), "pkg.sub.b": {"pkg.c", "pkg.a"}}
+  assert graph == {
+    "pkg": set(),
+    "pkg.a": {"pkg.sub.b", "pkg.c"},
+    "pkg.c": {"pkg.a"},
+    "pkg.sub": set(),
+    "pkg.sub.b": {"pkg.c", "pkg.a"},
+  }
   assert find_cycles(graph) == [["pkg.a", "pkg.c", "pkg.a"]]

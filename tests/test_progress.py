@@ -18,7 +18,6 @@ class FakeClock:
 
 
 class TtyStream(io.StringIO):
-
   def isatty(self) -> bool:
     return True
 
@@ -59,9 +58,9 @@ def test_every_update_shown_with_every_s_zero_and_no_eta_without_a_total(clock):
   _tick(progress, clock, 4.0, 20_000)
   progress.close()
   assert stream.getvalue().splitlines() == [
-      "count: document 12,000 6,000.0 documents/s",
-      "count: document 20,000 5,000.0 documents/s",
-      "count: done, 20,000 documents in 4.0 s, 5,000.0 documents/s",
+    "count: document 12,000 6,000.0 documents/s",
+    "count: document 20,000 5,000.0 documents/s",
+    "count: done, 20,000 documents in 4.0 s, 5,000.0 documents/s",
   ]
 
 
@@ -70,8 +69,10 @@ def test_rate_and_eta_count_from_the_initial_step(clock):
   progress = Progress(1000, initial=500, every_s=0.0, stream=stream)
   _tick(progress, clock, 0.0, 500)  # nothing done yet: no rate, so no ETA
   _tick(progress, clock, 10.0, 600)
-  assert stream.getvalue().splitlines() == ["step 500/1,000 0.0 steps/s eta=?",
-                                            "step 600/1,000 10.0 steps/s eta=0:00:40"]
+  assert stream.getvalue().splitlines() == [
+    "step 500/1,000 0.0 steps/s eta=?",
+    "step 600/1,000 10.0 steps/s eta=0:00:40",
+  ]
 
 
 def test_disabled_prints_nothing(clock):

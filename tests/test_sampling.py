@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.data.tokenizers import ByteTokenizer
-from jaxlab.models.transformer import Transformer, TransformerConfig
 from jaxlab import sampling
+from jaxlab.models.transformer import Transformer, TransformerConfig
 from jaxlab.sampling import generate_text, left_pad, sample
 
 # init_std 0.2 spreads the logits (std ~1) so argmax is far from ties and sampling is non-trivial.
-CFG = TransformerConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64,
-                        init_std=0.2)
+CFG = TransformerConfig(
+  vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, init_std=0.2
+)
 PROMPTS = [[5, 9, 13, 2, 40], [7], [11, 3, 60]]
 NEW = 6
 
@@ -44,7 +44,7 @@ def naive_logits(params, seq):
   Right-padding to NAIVE_LEN (segment id 0) cannot affect earlier positions under causal
   attention; it only keeps one compiled shape."""
   tokens = np.zeros((1, NAIVE_LEN), np.int32)
-  tokens[0, :len(seq)] = seq
+  tokens[0, : len(seq)] = seq
   segment_ids = (np.arange(NAIVE_LEN) < len(seq))[None].astype(np.int32)
   logits = _full_model_logits(params, tokens, segment_ids)
   return np.asarray(logits[0, len(seq) - 1], np.float64)
@@ -92,8 +92,9 @@ def test_greedy_matches_naive_reference_and_logprobs(params):
   for row, prompt in enumerate(PROMPTS):
     expected = naive_greedy(params, prompt, NEW)
     np.testing.assert_array_equal(out.tokens[row], expected)
-    ref = [log_softmax(naive_logits(params, prompt + expected[:i]))[t]
-           for i, t in enumerate(expected)]
+    ref = [
+      log_softmax(naive_logits(params, prompt + expected[:i]))[t] for i, t in enumerate(expected)
+    ]
     np.testing.assert_allclose(out.logprobs[row], ref, atol=1e-4)
 
 
@@ -194,6 +195,7 @@ def test_top_p_frequencies(params):
 
 class CharTokenizer:
   """a-z -> 3..28 within the 64-token test vocabulary; any id may be chosen as EOS."""
+
   pad_id, bos_id = 0, 1
 
   def __init__(self, eos_id):
@@ -212,9 +214,17 @@ def test_generate_text(params):
   expected = [naive_greedy(params, prompt, NEW) for prompt in ids]
   eos = expected[2][2]  # so "abc" stops after its third generated token
   tokenizer = CharTokenizer(eos)
-  texts = generate_text(params, CFG, tokenizer, prompts, jax.random.key(0), max_new_tokens=NEW,
-                        temperature=0.0, pad_to_multiple=8)
+  texts = generate_text(
+    params,
+    CFG,
+    tokenizer,
+    prompts,
+    jax.random.key(0),
+    max_new_tokens=NEW,
+    temperature=0.0,
+    pad_to_multiple=8,
+  )
   for text, tokens in zip(texts, expected):
-    tokens = tokens[:tokens.index(eos)] if eos in tokens else tokens
+    tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
     assert text == tokenizer.decode(tokens)
   assert len(texts[2]) <= 2

@@ -13,9 +13,9 @@ import json
 import platform
 import sys
 
-import jaxlab  # noqa: F401  (selects the JAX platform before jax loads)
 import jax
 
+import jaxlab  # noqa: F401  (selects the JAX platform before jax loads)
 from jaxlab.bench import peer_torch
 from jaxlab.bench.presets import get_preset
 from jaxlab.bench.timing import interleaved_medians, markdown_table
@@ -33,12 +33,21 @@ def _train(args) -> dict:
   tokens = random_tokens(preset)
   ours, flops_per_token = jaxlab_train_runner(preset, tokens)
   seconds = interleaved_medians(
-      {"jaxlab": ours, "transformers": peer_torch.train_runner(preset, tokens)}, args.repeats)
-  rows = [train_row(preset, seconds["jaxlab"], flops_per_token),
-          {"impl": "transformers", "step_s": seconds["transformers"],
-           "tokens_per_s": preset.batch * preset.seq_len / seconds["transformers"]}]
-  return {"rows": rows, "ratio": seconds["transformers"] / seconds["jaxlab"],
-          "columns": ["impl", "step_s", "tokens_per_s", "tflops_per_device"]}
+    {"jaxlab": ours, "transformers": peer_torch.train_runner(preset, tokens)}, args.repeats
+  )
+  rows = [
+    train_row(preset, seconds["jaxlab"], flops_per_token),
+    {
+      "impl": "transformers",
+      "step_s": seconds["transformers"],
+      "tokens_per_s": preset.batch * preset.seq_len / seconds["transformers"],
+    },
+  ]
+  return {
+    "rows": rows,
+    "ratio": seconds["transformers"] / seconds["jaxlab"],
+    "columns": ["impl", "step_s", "tokens_per_s", "tflops_per_device"],
+  }
 
 
 def _sample(args) -> dict:
@@ -47,13 +56,22 @@ def _sample(args) -> dict:
   preset = get_preset(args.preset)
   prompt_tokens = prompts(preset)
   seconds = interleaved_medians(
-      {"jaxlab": jaxlab_decode_runner(preset, prompt_tokens),
-       "transformers": peer_torch.generate_runner(preset, prompt_tokens, NEW_TOKENS)},
-      args.repeats, warmup=1)
-  rows = [{"impl": impl, "seconds": s, "tokens_per_s": preset.batch * NEW_TOKENS / s}
-          for impl, s in seconds.items()]
-  return {"rows": rows, "ratio": seconds["transformers"] / seconds["jaxlab"],
-          "columns": ["impl", "seconds", "tokens_per_s"]}
+    {
+      "jaxlab": jaxlab_decode_runner(preset, prompt_tokens),
+      "transformers": peer_torch.generate_runner(preset, prompt_tokens, NEW_TOKENS),
+    },
+    args.repeats,
+    warmup=1,
+  )
+  rows = [
+    {"impl": impl, "seconds": s, "tokens_per_s": preset.batch * NEW_TOKENS / s}
+    for impl, s in seconds.items()
+  ]
+  return {
+    "rows": rows,
+    "ratio": seconds["transformers"] / seconds["jaxlab"],
+    "columns": ["impl", "seconds", "tokens_per_s"],
+  }
 
 
 def _kernels(args) -> dict:
@@ -63,8 +81,11 @@ def _kernels(args) -> dict:
     results = aot_tpu_check(args.aot_tpu)
     for name, ok, detail in results:
       print(f"{'OK  ' if ok else 'FAIL'} {name}" + ("" if ok else f": {detail}"))
-    return {"rows": [{"kernel": n, "ok": ok, "detail": d} for n, ok, d in results],
-            "failed": not all(ok for _, ok, _ in results), "columns": []}
+    return {
+      "rows": [{"kernel": n, "ok": ok, "detail": d} for n, ok, d in results],
+      "failed": not all(ok for _, ok, _ in results),
+      "columns": [],
+    }
   from jaxlab.bench.kernels import run_kernel_benchmarks
 
   rows = run_kernel_benchmarks(None)
@@ -72,7 +93,9 @@ def _kernels(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m jaxlab.bench", description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m jaxlab.bench", description=__doc__.splitlines()[0]
+  )
   sub = parser.add_subparsers(dest="command", required=True)
   for name in ("train", "sample"):
     p = sub.add_parser(name)
@@ -92,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
   if result["columns"]:
     print(markdown_table(result["rows"], result["columns"]))
   if "ratio" in result:
-    print(f"\nratio (jaxlab / transformers throughput): {result['ratio']:.2f} on {result['device']}")
+    print(
+      f"\nratio (jaxlab / transformers throughput): {result['ratio']:.2f} on {result['device']}"
+    )
   if args.out:
     with open(args.out, "w") as f:
       json.dump({k: v for k, v in result.items() if k != "columns"}, f, indent=2)

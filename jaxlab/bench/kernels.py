@@ -11,7 +11,7 @@ custom_vjp, or for the loss the vocabulary-chunked XLA loop), which the `ran` co
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +23,7 @@ from jaxlab.kernels.linear_ce import fused_linear_cross_entropy
 from jaxlab.kernels.xnor_attention import xnor_attention
 from jaxlab.models.positional import gray_position_codes, grid_coordinates
 
-COLUMNS = ["kernel", "pass", "impl", "ran", "shape", "dtype", "median_ms", "temp_mib",
-           "speedup"]
+COLUMNS = ["kernel", "pass", "impl", "ran", "shape", "dtype", "median_ms", "temp_mib", "speedup"]
 _MIB = 2**20
 
 
@@ -39,8 +38,9 @@ def _attention_case(accelerator: bool):
   seg = (pos >= length // 3).astype(jnp.int32) + 1  # two packed documents
 
   def fn(target):
-    return lambda q, k, v: flash_attention(q, k, v, q_index=pos, kv_index=pos, q_segment_ids=seg,
-                                           kv_segment_ids=seg, target=target)
+    return lambda q, k, v: flash_attention(
+      q, k, v, q_index=pos, kv_index=pos, q_segment_ids=seg, kv_segment_ids=seg, target=target
+    )
 
   return "flash_attention", fn, (q, k, v), f"B{batch} T{length} H{heads} K{kv_heads} D{dim}", dtype
 
@@ -50,13 +50,14 @@ def _linear_ce_case(accelerator: bool):
   dtype = jnp.bfloat16 if accelerator else jnp.float32
   keys = jax.random.split(jax.random.key(1), 3)
   hidden = jax.random.normal(keys[0], (tokens, dim), dtype)
-  head = (jax.random.normal(keys[1], (dim, vocab)) * dim ** -0.5).astype(dtype)
+  head = (jax.random.normal(keys[1], (dim, vocab)) * dim**-0.5).astype(dtype)
   targets = jax.random.randint(keys[2], (tokens,), 0, vocab)
   weights = jnp.ones((tokens,), jnp.float32)
 
   def fn(target):
-    return lambda hidden, head: fused_linear_cross_entropy(hidden, head, targets, weights,
-                                                           target=target)[0]
+    return lambda hidden, head: fused_linear_cross_entropy(
+      hidden, head, targets, weights, target=target
+    )[0]
 
   return "linear_cross_entropy", fn, (hidden, head), f"N{tokens} D{dim} V{vocab}", dtype
 
@@ -74,15 +75,22 @@ def _lif_case(accelerator: bool):
 def _xnor_case(accelerator: bool):
   steps, batch, heads, length, dim = (4, 32, 8, 256, 32) if accelerator else (4, 8, 4, 128, 16)
   keys = jax.random.split(jax.random.key(3), 3)
-  q, k, v = [(jax.random.uniform(key, (steps, batch, heads, length, dim)) < 0.25)
-             .astype(jnp.float32) for key in keys]
+  q, k, v = [
+    (jax.random.uniform(key, (steps, batch, heads, length, dim)) < 0.25).astype(jnp.float32)
+    for key in keys
+  ]
   codes = gray_position_codes(grid_coordinates((length,), False), 8)
 
   def fn(target):
     return lambda q, k, v: xnor_attention(q, k, v, 0.1, codes, target=target)
 
-  return ("xnor_attention", fn, (q, k, v), f"T{steps} B{batch} H{heads} L{length} D{dim} nb8",
-          jnp.float32)
+  return (
+    "xnor_attention",
+    fn,
+    (q, k, v),
+    f"T{steps} B{batch} H{heads} L{length} D{dim} nb8",
+    jnp.float32,
+  )
 
 
 def _passes(fn: Callable, num_args: int) -> dict[str, Callable]:
@@ -100,10 +108,12 @@ def _measure(fn: Callable, args: tuple, repeats: int) -> tuple[float, float]:
   return seconds, temp
 
 
-_CPU_RAN = {"flash_attention": "jnp reference in custom_vjp",
-            "linear_cross_entropy": "chunked XLA loop",
-            "lif_multistep": "jnp scan in custom_vjp",
-            "xnor_attention": "jnp reference in custom_vjp"}
+_CPU_RAN = {
+  "flash_attention": "jnp reference in custom_vjp",
+  "linear_cross_entropy": "chunked XLA loop",
+  "lif_multistep": "jnp scan in custom_vjp",
+  "xnor_attention": "jnp reference in custom_vjp",
+}
 
 
 def run_kernel_benchmarks(out_path: str | None = None, repeats: int | None = None) -> list[dict]:
@@ -120,13 +130,26 @@ def run_kernel_benchmarks(out_path: str | None = None, repeats: int | None = Non
       for impl, target in (("reference", "reference"), ("kernel", None)):
         fn = _passes(make_fn(target), len(args))[pass_name]
         timed[impl] = _measure(fn, args, repeats)
-        ran = ("jnp reference" if impl == "reference"
-               else f"Pallas {platform}" if accelerator else f"cpu: {_CPU_RAN[name]}")
-        rows.append({"kernel": name, "pass": pass_name, "impl": impl, "ran": ran,
-                     "shape": shape, "dtype": jnp.dtype(dtype).name,
-                     "median_ms": timed[impl][0] * 1e3, "temp_mib": timed[impl][1],
-                     "speedup": timed["reference"][0] / timed[impl][0] if impl == "kernel"
-                     else ""})
+        ran = (
+          "jnp reference"
+          if impl == "reference"
+          else f"Pallas {platform}"
+          if accelerator
+          else f"cpu: {_CPU_RAN[name]}"
+        )
+        rows.append(
+          {
+            "kernel": name,
+            "pass": pass_name,
+            "impl": impl,
+            "ran": ran,
+            "shape": shape,
+            "dtype": jnp.dtype(dtype).name,
+            "median_ms": timed[impl][0] * 1e3,
+            "temp_mib": timed[impl][1],
+            "speedup": timed["reference"][0] / timed[impl][0] if impl == "kernel" else "",
+          }
+        )
   if out_path:
     with open(out_path, "w") as f:
       json.dump({"device": str(jax.devices()[0]), "rows": rows}, f, indent=2)

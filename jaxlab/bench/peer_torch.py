@@ -16,8 +16,9 @@ def _require():
     import torch
     import transformers
   except ImportError as e:
-    raise RuntimeError(f"the peer needs the bench extra ({e.name} missing): "
-                       "pip install -e '.[bench]'") from None
+    raise RuntimeError(
+      f"the peer needs the bench extra ({e.name} missing): pip install -e '.[bench]'"
+    ) from None
   return torch, transformers
 
 
@@ -25,11 +26,17 @@ def build_model(preset: BenchPreset, seed: int = 0):
   torch, transformers = _require()
   torch.manual_seed(seed)
   config = transformers.LlamaConfig(
-      vocab_size=preset.vocab_size, hidden_size=preset.d_model,
-      intermediate_size=preset.d_ff, num_hidden_layers=preset.n_layers,
-      num_attention_heads=preset.n_heads, num_key_value_heads=preset.n_kv_heads,
-      max_position_embeddings=max(preset.seq_len, 512), rms_norm_eps=1e-5,
-      tie_word_embeddings=False, attn_implementation="sdpa")
+    vocab_size=preset.vocab_size,
+    hidden_size=preset.d_model,
+    intermediate_size=preset.d_ff,
+    num_hidden_layers=preset.n_layers,
+    num_attention_heads=preset.n_heads,
+    num_key_value_heads=preset.n_kv_heads,
+    max_position_embeddings=max(preset.seq_len, 512),
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+    attn_implementation="sdpa",
+  )
   return transformers.LlamaForCausalLM(config).float()
 
 
@@ -44,7 +51,9 @@ def train_runner(preset: BenchPreset, tokens: np.ndarray) -> Runner:
   def once():
     optimizer.zero_grad(set_to_none=True)
     logits = model(input_ids=inputs).logits
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    loss = torch.nn.functional.cross_entropy(
+      logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    )
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -60,8 +69,14 @@ def generate_runner(preset: BenchPreset, prompts: np.ndarray, new_tokens: int) -
 
   def once():
     with torch.inference_mode():
-      model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                     max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                     use_cache=True, pad_token_id=0)
+      model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        use_cache=True,
+        pad_token_id=0,
+      )
 
   return once

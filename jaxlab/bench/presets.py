@@ -18,10 +18,19 @@ class BenchPreset:
 
 
 PRESETS = {
-    "tiny": BenchPreset(vocab_size=512, d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=688,
-                        seq_len=256, batch=8),
-    "small": BenchPreset(vocab_size=4096, d_model=512, n_layers=8, n_heads=8, n_kv_heads=4,
-                         d_ff=1376, seq_len=512, batch=4),
+  "tiny": BenchPreset(
+    vocab_size=512, d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=688, seq_len=256, batch=8
+  ),
+  "small": BenchPreset(
+    vocab_size=4096,
+    d_model=512,
+    n_layers=8,
+    n_heads=8,
+    n_kv_heads=4,
+    d_ff=1376,
+    seq_len=512,
+    batch=4,
+  ),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Runner = Callable[[], object]  # one unit of work, blocking until it is done
 
@@ -19,8 +19,9 @@ def median_seconds(run_once: Runner, repeats: int, warmup: int = 2) -> float:
   return interleaved_medians({"run": run_once}, repeats, warmup)["run"]
 
 
-def interleaved_medians(runners: dict[str, Runner], repeats: int, warmup: int = 2,
-                        round_size: int = 2) -> dict[str, float]:
+def interleaved_medians(
+  runners: dict[str, Runner], repeats: int, warmup: int = 2, round_size: int = 2
+) -> dict[str, float]:
   """Median wall time per runner, timed in alternating rounds of `round_size` calls each.
 
   Every runner is warmed up first; with several runners the first call of each round is not
@@ -43,8 +44,10 @@ def interleaved_medians(runners: dict[str, Runner], repeats: int, warmup: int = 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
   """A markdown table of `rows` restricted to `columns` (floats with 4 significant digits)."""
+
   def fmt(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
   return "\n".join(lines)

@@ -22,6 +22,7 @@ _OUTSIDE_ALPHABET = re.compile("[^" + re.escape(ALPHABET) + "]")
 class SequenceSplit:
   """inputs and targets [N, T] int32 token ids; targets[:, t] is the character after
   inputs[:, t]."""
+
   inputs: np.ndarray
   targets: np.ndarray
 
@@ -40,8 +41,9 @@ def encode(text: str) -> np.ndarray:
   return np.fromiter((lookup[c] for c in normalized), np.int32, len(normalized))
 
 
-def load_char_task(seq_len: int = 32, max_chars: int = 100_000,
-                   test_fraction: float = 0.1) -> tuple[SequenceSplit, SequenceSplit]:
+def load_char_task(
+  seq_len: int = 32, max_chars: int = 100_000, test_fraction: float = 0.1
+) -> tuple[SequenceSplit, SequenceSplit]:
   """(train, test) windows from the first `max_chars` normalized characters."""
   tokens = encode(stdlib_text())[:max_chars]
   num_windows = (len(tokens) - 1) // seq_len

@@ -10,6 +10,7 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class ImageSplit:
   """Images [N, H, W, C] float32 in [0, 1] and integer labels [N]."""
+
   images: np.ndarray
   labels: np.ndarray
 
@@ -29,6 +30,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[ImageSplit, 
   test_mask = np.zeros(len(labels), bool)
   for label in np.unique(labels):
     members = rng.permutation(np.flatnonzero(labels == label))
-    test_mask[members[:int(round(test_fraction * len(members)))]] = True
-  return (ImageSplit(images[~test_mask], labels[~test_mask]),
-          ImageSplit(images[test_mask], labels[test_mask]))
+    test_mask[members[: int(round(test_fraction * len(members)))]] = True
+  return (
+    ImageSplit(images[~test_mask], labels[~test_mask]),
+    ImageSplit(images[test_mask], labels[test_mask]),
+  )

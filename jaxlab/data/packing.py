@@ -31,12 +31,21 @@ class SplitIntoChunks(grain.experimental.FlatMapTransform):
 
   def flat_map(self, example: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     length = len(example["inputs"])
-    return [{key: value[start:start + self.seq_len] for key, value in example.items()}
-            for start in range(0, length, self.seq_len)]
+    return [
+      {key: value[start : start + self.seq_len] for key, value in example.items()}
+      for start in range(0, length, self.seq_len)
+    ]
 
 
-def pack_lm_examples(examples: grain.IterDataset, *, seq_len: int, num_rows: int, pad_id: int,
-                     seed: int, shuffle_rows: bool) -> grain.IterDataset:
+def pack_lm_examples(
+  examples: grain.IterDataset,
+  *,
+  seq_len: int,
+  num_rows: int,
+  pad_id: int,
+  seed: int,
+  shuffle_rows: bool,
+) -> grain.IterDataset:
   """Rows of `PACKED_FIELDS`, each of length `seq_len`, from variable-length LM examples.
 
   `num_rows` examples' worth of rows are packed at a time (first fit) and,
@@ -44,12 +53,12 @@ def pack_lm_examples(examples: grain.IterDataset, *, seq_len: int, num_rows: int
   """
   chunks = grain.experimental.FlatMapIterDataset(examples, SplitIntoChunks(seq_len))
   packed = grain.experimental.FirstFitPackIterDataset(
-      chunks,
-      length_struct={"inputs": seq_len, "targets": seq_len},
-      padding_struct={"inputs": pad_id, "targets": pad_id},
-      num_packing_bins=num_rows,
-      seed=seed,
-      shuffle_bins=shuffle_rows,
+    chunks,
+    length_struct={"inputs": seq_len, "targets": seq_len},
+    padding_struct={"inputs": pad_id, "targets": pad_id},
+    num_packing_bins=num_rows,
+    seed=seed,
+    shuffle_bins=shuffle_rows,
   )
   return packed.map(_to_packed_row)
 
@@ -58,9 +67,9 @@ def _to_packed_row(row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """Renames grain's per-feature segment/position fields and adds loss weights."""
   segment_ids = row["inputs_segment_ids"]
   return {
-      "inputs": row["inputs"],
-      "targets": row["targets"],
-      "segment_ids": segment_ids,
-      "positions": row["inputs_positions"],
-      "loss_weights": (segment_ids > 0).astype(np.float32),
+    "inputs": row["inputs"],
+    "targets": row["targets"],
+    "segment_ids": segment_ids,
+    "positions": row["inputs_positions"],
+    "loss_weights": (segment_ids > 0).astype(np.float32),
   }

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from absl import flags
 import grain
 import ml_collections
 import numpy as np
+from absl import flags
 
-from jaxlab.data.packing import pack_lm_examples, lm_example
+from jaxlab.data.packing import lm_example, pack_lm_examples
 from jaxlab.data.splits import split_documents
 from jaxlab.data.tokenizers import Tokenizer, build_tokenizer
 
@@ -33,7 +33,8 @@ _MIN_PACKING_ROWS = 64
 
 def default_data_config() -> ml_collections.ConfigDict:
   """Data config defaults: learnable synthetic text, byte tokenizer."""
-  return ml_collections.ConfigDict({
+  return ml_collections.ConfigDict(
+    {
       "kind": "synthetic",  # synthetic | jsonl | text | array_record
       "train_files": "",  # comma-separated globs
       "eval_files": "",  # empty: hold out eval_fraction of the train documents
@@ -41,16 +42,17 @@ def default_data_config() -> ml_collections.ConfigDict:
       "eval_batches": 0,  # 0: one pass over eval documents; N: exactly N batches
       "text_field": "text",  # JSON field holding the text (jsonl, array_record)
       "tokenizer": {
-          "kind": "byte",  # byte | sentencepiece | hf
-          "path": "",
-          "bos_token": "",  # hf only; empty: look up common spellings
-          "eos_token": "",
-          "pad_token": "",
+        "kind": "byte",  # byte | sentencepiece | hf
+        "path": "",
+        "bos_token": "",  # hf only; empty: look up common spellings
+        "eos_token": "",
+        "pad_token": "",
       },
       "shuffle": True,
       "worker_count": 0,  # grain worker processes; 0 reads in this process
       "synthetic_num_docs": 10_000,
-  })
+    }
+  )
 
 
 class LMIterator(Iterator[dict[str, np.ndarray]]):
@@ -81,16 +83,24 @@ class LMIterator(Iterator[dict[str, np.ndarray]]):
     self._iterator.close()
 
 
-def build_lm_iterator(data_cfg: ml_collections.ConfigDict, *, seq_len: int, global_batch: int,
-                      split: str, seed: int, process_index: int = 0,
-                      process_count: int = 1) -> LMIterator:
+def build_lm_iterator(
+  data_cfg: ml_collections.ConfigDict,
+  *,
+  seq_len: int,
+  global_batch: int,
+  split: str,
+  seed: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> LMIterator:
   """Packed LM batches of `split` for host `process_index` of `process_count`.
 
   Hosts read disjoint document shards; `seed` fixes shuffling and row order.
   """
   if global_batch <= 0 or global_batch % process_count:
     raise ValueError(
-        f"global_batch {global_batch} is not a positive multiple of process_count {process_count}")
+      f"global_batch {global_batch} is not a positive multiple of process_count {process_count}"
+    )
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
   if seq_len <= 0 or seed < 0:
@@ -108,9 +118,14 @@ def build_lm_iterator(data_cfg: ml_collections.ConfigDict, *, seq_len: int, glob
   if train or data_cfg.eval_batches > 0:
     documents = documents.repeat()
   examples = documents.map(_TokenizeDocument(tokenizer)).to_iter_dataset()
-  rows = pack_lm_examples(examples, seq_len=seq_len, num_rows=max(local_batch, _MIN_PACKING_ROWS),
-                          pad_id=tokenizer.pad_id, seed=packing_seed,
-                          shuffle_rows=train and data_cfg.shuffle)
+  rows = pack_lm_examples(
+    examples,
+    seq_len=seq_len,
+    num_rows=max(local_batch, _MIN_PACKING_ROWS),
+    pad_id=tokenizer.pad_id,
+    seed=packing_seed,
+    shuffle_rows=train and data_cfg.shuffle,
+  )
   if data_cfg.worker_count > 0:
     if not flags.FLAGS.is_parsed():
       # grain's worker processes read absl flags; outside absl.app use their defaults.
@@ -131,8 +146,9 @@ class _TokenizeDocument:
     self._tokenizer = tokenizer
 
   def __call__(self, text: str) -> dict[str, np.ndarray]:
-    return lm_example(self._tokenizer.encode(text), bos_id=self._tokenizer.bos_id,
-                      eos_id=self._tokenizer.eos_id)
+    return lm_example(
+      self._tokenizer.encode(text), bos_id=self._tokenizer.bos_id, eos_id=self._tokenizer.eos_id
+    )
 
 
 class _PadBatch:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,17 +18,13 @@ class DataSource(Protocol):
   batches as uninterrupted ones.
   """
 
-  def __next__(self) -> Batch:
-    ...
+  def __next__(self) -> Batch: ...
 
-  def get_state(self) -> dict[str, Any]:
-    ...
+  def get_state(self) -> dict[str, Any]: ...
 
-  def set_state(self, state: dict[str, Any]) -> None:
-    ...
+  def set_state(self, state: dict[str, Any]) -> None: ...
 
-  def close(self) -> None:
-    ...
+  def close(self) -> None: ...
 
 
 class ArraySource:
@@ -38,15 +35,22 @@ class ArraySource:
   The state is (epoch, batch position within the epoch).
   """
 
-  def __init__(self, arrays: Batch, global_batch: int, seed: int, process_index: int = 0,
-               process_count: int = 1):
+  def __init__(
+    self,
+    arrays: Batch,
+    global_batch: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     sizes = {len(a) for a in arrays.values()}
     if len(sizes) != 1:
       raise ValueError(f"arrays differ in length: { {k: len(a) for k, a in arrays.items()} }")
     self.num_examples = sizes.pop()
     if global_batch < 1 or global_batch % process_count:
-      raise ValueError(f"global batch {global_batch} is not a positive multiple of the "
-                       f"{process_count} processes")
+      raise ValueError(
+        f"global batch {global_batch} is not a positive multiple of the {process_count} processes"
+      )
     if global_batch > self.num_examples:
       raise ValueError(f"batch size {global_batch} exceeds the {self.num_examples} examples")
     self.arrays, self.global_batch, self.seed = arrays, global_batch, seed
@@ -67,7 +71,7 @@ class ArraySource:
       self._epoch, self._position = self._epoch + 1, 0
       self._order = self._epoch_order(self._epoch)
     start = self._position * self.global_batch
-    indices = self._order[start:start + self.global_batch][self._rows]
+    indices = self._order[start : start + self.global_batch][self._rows]
     self._position += 1
     return {name: array[indices] for name, array in self.arrays.items()}
 
@@ -82,8 +86,9 @@ class ArraySource:
     pass
 
 
-def padded_batches(arrays: Batch, batch_size: int, process_index: int = 0,
-                   process_count: int = 1) -> Iterator[Batch]:
+def padded_batches(
+  arrays: Batch, batch_size: int, process_index: int = 0, process_count: int = 1
+) -> Iterator[Batch]:
   """One pass over `arrays` in order, in fixed-size global batches (one compiled shape); the
   last is padded with copies of row 0 that carry `weights` 0, so they count for nothing."""
   num = len(next(iter(arrays.values())))

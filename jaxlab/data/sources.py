@@ -135,7 +135,9 @@ class ArrayRecordSource(_MultiFileSource):
     except json.JSONDecodeError:
       return text  # Plain text that happens to start with "{".
     if not isinstance(row, dict) or not isinstance(row.get(self._text_field), str):
-      raise ValueError(f"{path} record {local_index}: JSON object has no string field {self._text_field!r}")
+      raise ValueError(
+        f"{path} record {local_index}: JSON object has no string field {self._text_field!r}"
+      )
     return row[self._text_field]
 
 
@@ -158,8 +160,9 @@ class SyntheticSource:
     return self._generator.document(index)
 
 
-def build_source(kind: str, patterns: str, *, text_field: str = "text",
-                 synthetic_num_docs: int = 0) -> grain.sources.RandomAccessDataSource:
+def build_source(
+  kind: str, patterns: str, *, text_field: str = "text", synthetic_num_docs: int = 0
+) -> grain.sources.RandomAccessDataSource:
   """The document source for a data config's `kind` (patterns ignored for synthetic)."""
   if kind == "synthetic":
     return SyntheticSource(synthetic_num_docs)

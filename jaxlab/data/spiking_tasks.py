@@ -33,6 +33,7 @@ class Split:
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
   """What a model for a task takes and gives: inputs (*grid, features), outputs, loss kind."""
+
   input_shape: tuple[int, ...]
   num_outputs: int
   is_classification: bool
@@ -41,8 +42,9 @@ class TaskSpec:
 # ---------------------------------------------------------------- order: relative distance
 
 
-def order_task(num_examples: int, length: int, num_symbols: int, near: int, far: int,
-               seed: int) -> Split:
+def order_task(
+  num_examples: int, length: int, num_symbols: int, near: int, far: int, seed: int
+) -> Split:
   """Sequences of random noise symbols with one marker A and one marker B.
 
   Label 1 ("near") when 1 <= |pos(B) - pos(A)| <= near, label 0 ("far") when it is >= far;
@@ -51,8 +53,9 @@ def order_task(num_examples: int, length: int, num_symbols: int, near: int, far:
   so only positional information can solve it.
   """
   if not 1 <= near < far < length:
-    raise ValueError(f"order task needs 1 <= near < far < length, got near={near}, far={far}, "
-                     f"length={length}")
+    raise ValueError(
+      f"order task needs 1 <= near < far < length, got near={near}, far={far}, length={length}"
+    )
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, 2, num_examples).astype(np.int32)
   low = np.where(labels == 1, 1, far)
@@ -88,8 +91,9 @@ def load_series(name: str) -> np.ndarray:
   raise ValueError(f"unknown data.series {name!r}; choose from {', '.join(SERIES)}")
 
 
-def forecast_windows(series: np.ndarray, window: int, horizon: int,
-                     test_fraction: float) -> tuple[Split, Split]:
+def forecast_windows(
+  series: np.ndarray, window: int, horizon: int, test_fraction: float
+) -> tuple[Split, Split]:
   """(train, test) windows: inputs [N, window, 1] -> targets the next `horizon` values [N, horizon].
 
   Chronological split: training targets all lie in the first (1 - test_fraction) of the series,
@@ -97,8 +101,10 @@ def forecast_windows(series: np.ndarray, window: int, horizon: int,
   """
   split_at = int(round(len(series) * (1 - test_fraction)))
   if split_at - window - horizon < 1 or len(series) - split_at < horizon:
-    raise ValueError(f"series of {len(series)} values is too short for window={window}, "
-                     f"horizon={horizon}, test_fraction={test_fraction}")
+    raise ValueError(
+      f"series of {len(series)} values is too short for window={window}, "
+      f"horizon={horizon}, test_fraction={test_fraction}"
+    )
   train_part = series[:split_at]
   values = ((series - train_part.mean()) / train_part.std()).astype(np.float32)
   span = window + horizon
@@ -138,21 +144,24 @@ def task_spec(task: str, data: ml_collections.ConfigDict) -> TaskSpec:
     if 8 % data.patch_size:
       raise ValueError(f"data.patch_size={data.patch_size} does not divide the 8x8 digits")
     side = 8 // data.patch_size
-    return TaskSpec((side, side, data.patch_size ** 2), 10, True)
+    return TaskSpec((side, side, data.patch_size**2), 10, True)
   raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
 def load_task(task: str, data: ml_collections.ConfigDict) -> tuple[Split, Split]:
   """(train, test) splits of `task`; generated data and the digits split are fixed by data.seed."""
   if task == "order":
+
     def make(num, seed):
       return order_task(num, data.length, data.num_symbols, data.near, data.far, seed)
+
     return make(data.num_train, data.seed), make(data.num_test, data.seed + 1)
   if task == "forecast":
-    return forecast_windows(load_series(data.series), data.window, data.horizon,
-                            data.test_fraction)
+    return forecast_windows(load_series(data.series), data.window, data.horizon, data.test_fraction)
   if task == "digits":
     train, test = load_digits(data.test_fraction, data.seed)
-    return (Split(patchify(train.images, data.patch_size), train.labels),
-            Split(patchify(test.images, data.patch_size), test.labels))
+    return (
+      Split(patchify(train.images, data.patch_size), train.labels),
+      Split(patchify(test.images, data.patch_size), test.labels),
+    )
   raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")

@@ -23,9 +23,14 @@ def split_documents(data_cfg: ml_collections.ConfigDict, split: str) -> grain.Ma
     raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
   def source(patterns: str) -> grain.MapDataset:
-    return grain.MapDataset.source(build_source(
-        data_cfg.kind, patterns, text_field=data_cfg.text_field,
-        synthetic_num_docs=data_cfg.synthetic_num_docs))
+    return grain.MapDataset.source(
+      build_source(
+        data_cfg.kind,
+        patterns,
+        text_field=data_cfg.text_field,
+        synthetic_num_docs=data_cfg.synthetic_num_docs,
+      )
+    )
 
   if data_cfg.kind != "synthetic" and data_cfg.eval_files:
     return source(data_cfg.train_files if split == "train" else data_cfg.eval_files)
@@ -38,7 +43,9 @@ def split_documents(data_cfg: ml_collections.ConfigDict, split: str) -> grain.Ma
   if num_eval >= num_docs:
     raise ValueError(f"cannot hold out {num_eval} eval documents from only {num_docs}")
   first, count = (0, num_eval) if split == "eval" else (num_eval, num_docs - num_eval)
-  return grain.MapDataset.range(count).map(_PermutedIndex(first, num_docs)).map(documents.__getitem__)
+  return (
+    grain.MapDataset.range(count).map(_PermutedIndex(first, num_docs)).map(documents.__getitem__)
+  )
 
 
 class _PermutedIndex:
@@ -54,4 +61,5 @@ class _PermutedIndex:
 
   def __call__(self, index: int) -> int:
     return grain.experimental.index_shuffle(
-        self._first + index, max_index=self._max_index, seed=_HOLDOUT_SEED, rounds=4)
+      self._first + index, max_index=self._max_index, seed=_HOLDOUT_SEED, rounds=4
+    )

@@ -23,7 +23,8 @@ class MarkovTextGenerator:
     self._seed = seed
     self._words = _make_lexicon(rng, num_words)
     self._successors = np.stack(
-        [rng.choice(num_words, size=len(_SUCCESSOR_WEIGHTS), replace=False) for _ in range(num_words)])
+      [rng.choice(num_words, size=len(_SUCCESSOR_WEIGHTS), replace=False) for _ in range(num_words)]
+    )
     self._successor_cdf = np.cumsum(_SUCCESSOR_WEIGHTS / _SUCCESSOR_WEIGHTS.sum())
     zipf = 1.0 / np.arange(1, num_words + 1)
     self._start_cdf = np.cumsum(zipf / zipf.sum())
@@ -51,7 +52,9 @@ def _make_lexicon(rng: np.random.Generator, num_words: int) -> list[str]:
   seen: set[str] = set()
   while len(words) < num_words:
     syllables = int(rng.integers(1, 4))
-    word = "".join(rng.choice(list(_CONSONANTS)) + rng.choice(list(_VOWELS)) for _ in range(syllables))
+    word = "".join(
+      rng.choice(list(_CONSONANTS)) + rng.choice(list(_VOWELS)) for _ in range(syllables)
+    )
     if word not in seen:
       seen.add(word)
       words.append(word)

@@ -16,7 +16,14 @@ TOKENIZER_KINDS = ("byte", "sentencepiece", "hf")
 
 # Special-token spellings tried, in order, when an HF tokenizer.json is loaded
 # without explicit token names in the config.
-_HF_BOS_CANDIDATES = ("<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>", "[CLS]", "<|endoftext|>")
+_HF_BOS_CANDIDATES = (
+  "<s>",
+  "<bos>",
+  "<|begin_of_text|>",
+  "<|startoftext|>",
+  "[CLS]",
+  "<|endoftext|>",
+)
 _HF_EOS_CANDIDATES = ("</s>", "<eos>", "<|end_of_text|>", "<|endoftext|>", "<|eot_id|>", "[SEP]")
 _HF_PAD_CANDIDATES = ("<pad>", "[PAD]", "<|pad|>", "<|padding|>")
 
@@ -94,7 +101,8 @@ class SentencePieceTokenizer:
   def decode(self, ids: Sequence[int]) -> str:
     special = {self.pad_id, self.bos_id, self.eos_id}
     return self._processor.decode(
-        [int(i) for i in ids if int(i) not in special and int(i) < self.vocab_size])
+      [int(i) for i in ids if int(i) not in special and int(i) < self.vocab_size]
+    )
 
 
 class HFTokenizer:
@@ -105,12 +113,12 @@ class HFTokenizer:
   """
 
   def __init__(
-      self,
-      path: str,
-      *,
-      bos_token: str | None = None,
-      eos_token: str | None = None,
-      pad_token: str | None = None,
+    self,
+    path: str,
+    *,
+    bos_token: str | None = None,
+    eos_token: str | None = None,
+    pad_token: str | None = None,
   ):
     import tokenizers  # pylint: disable=g-import-not-at-top
 
@@ -148,7 +156,9 @@ def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
   """
   kind = cfg.kind
   if kind not in TOKENIZER_KINDS:
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {', '.join(TOKENIZER_KINDS)}")
+    raise ValueError(
+      f"unknown tokenizer kind {kind!r}; expected one of {', '.join(TOKENIZER_KINDS)}"
+    )
   if kind == "byte":
     return ByteTokenizer()
   path = cfg.get("path", "")
@@ -157,8 +167,8 @@ def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
   if kind == "sentencepiece":
     return SentencePieceTokenizer(path)
   return HFTokenizer(
-      path,
-      bos_token=cfg.get("bos_token") or None,
-      eos_token=cfg.get("eos_token") or None,
-      pad_token=cfg.get("pad_token") or None,
+    path,
+    bos_token=cfg.get("bos_token") or None,
+    eos_token=cfg.get("eos_token") or None,
+    pad_token=cfg.get("pad_token") or None,
   )

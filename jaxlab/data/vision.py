@@ -15,8 +15,12 @@ import numpy as np
 
 from jaxlab.data.digits import ImageSplit, load_digits
 
-IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
-                "cifar10": (32, 32, 3)}
+IMAGE_SHAPES = {
+  "digits": (8, 8, 1),
+  "mnist": (28, 28, 1),
+  "fashion_mnist": (28, 28, 1),
+  "cifar10": (32, 32, 3),
+}
 NUM_CLASSES = 10
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -29,8 +33,9 @@ def check_available(data_cfg: ml_collections.ConfigDict) -> None:
   """Cheap check that `load_images(data_cfg)` can find its data; raises DataUnavailableError."""
   name = data_cfg.name
   if name not in IMAGE_SHAPES:
-    raise DataUnavailableError(f"unknown data.name {name!r}; choose one of "
-                               f"{', '.join(IMAGE_SHAPES)}")
+    raise DataUnavailableError(
+      f"unknown data.name {name!r}; choose one of {', '.join(IMAGE_SHAPES)}"
+    )
   if data_cfg.npz_path:
     _check_npz(data_cfg.npz_path)
   elif name != "digits":
@@ -50,8 +55,9 @@ def load_images(data_cfg: ml_collections.ConfigDict) -> tuple[ImageSplit, ImageS
   train, test = (_image_split(x, y) for x, y in splits)
   expected = IMAGE_SHAPES[data_cfg.name]
   if train.images.shape[1:] != expected:
-    raise DataUnavailableError(f"{data_cfg.name} images should be {expected} (H, W, C), got "
-                               f"{train.images.shape[1:]}")
+    raise DataUnavailableError(
+      f"{data_cfg.name} images should be {expected} (H, W, C), got {train.images.shape[1:]}"
+    )
   return train, test
 
 
@@ -69,8 +75,9 @@ def _check_npz(path: str) -> None:
   with np.load(path) as arrays:
     missing = [k for k in NPZ_KEYS if k not in arrays.files]
   if missing:
-    raise DataUnavailableError(f"data.npz_path {path} lacks {', '.join(missing)} "
-                               f"(needs {', '.join(NPZ_KEYS)})")
+    raise DataUnavailableError(
+      f"data.npz_path {path} lacks {', '.join(missing)} (needs {', '.join(NPZ_KEYS)})"
+    )
 
 
 def _tfds_builder(name: str, data_dir: str):
@@ -79,13 +86,15 @@ def _tfds_builder(name: str, data_dir: str):
     import tensorflow_datasets as tfds  # optional and heavy: only for non-digits data
   except ImportError:
     raise DataUnavailableError(
-        f"data.name={name!r} needs data.npz_path (an .npz with {', '.join(NPZ_KEYS)}) or "
-        f"tensorflow-datasets with {name} prepared; tensorflow_datasets is not installed") from None
+      f"data.name={name!r} needs data.npz_path (an .npz with {', '.join(NPZ_KEYS)}) or "
+      f"tensorflow-datasets with {name} prepared; tensorflow_datasets is not installed"
+    ) from None
   builder = tfds.builder(name, data_dir=data_dir or None)
   if not os.path.isfile(os.path.join(str(builder.data_dir), "dataset_info.json")):
     raise DataUnavailableError(
-        f"tfds data set {name} is not prepared in {builder.data_dir} (downloads are off); "
-        f"prepare it with `tfds build {name}` or set data.npz_path")
+      f"tfds data set {name} is not prepared in {builder.data_dir} (downloads are off); "
+      f"prepare it with `tfds build {name}` or set data.npz_path"
+    )
   return builder
 
 
@@ -93,5 +102,7 @@ def _load_tfds(name: str, data_dir: str) -> tuple[tuple[np.ndarray, np.ndarray],
   import tensorflow_datasets as tfds
 
   builder = _tfds_builder(name, data_dir)
-  return tuple(tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-               for split in ("train", "test"))
+  return tuple(
+    tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
+    for split in ("train", "test")
+  )

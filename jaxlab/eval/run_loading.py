@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -21,6 +22,7 @@ from jaxlab.train.state import variable_shardings, with_shardings
 @dataclasses.dataclass
 class LoadedRun:
   """A run's model settings, mesh, restored (sharded) parameters and tokenizer."""
+
   model_cfg: TransformerConfig
   mesh: jax.sharding.Mesh
   rules: tuple
@@ -36,8 +38,11 @@ class LoadedRun:
     return batch_sharding(self.mesh, self.rules)
 
 
-def load_run(workdir: str, devices: Sequence[jax.Device] | None = None,
-             mesh_overrides: dict[str, int] | None = None) -> LoadedRun:
+def load_run(
+  workdir: str,
+  devices: Sequence[jax.Device] | None = None,
+  mesh_overrides: dict[str, int] | None = None,
+) -> LoadedRun:
   """Restores the latest parameters of the run in `workdir`, sharded over `devices`.
 
   The mesh comes from the run's config unless overridden (e.g. a different slice for eval).
@@ -58,5 +63,10 @@ def load_run(workdir: str, devices: Sequence[jax.Device] | None = None,
     params = checkpointer.restore_params(with_shardings(abstract["params"], shardings["params"]))
   finally:
     checkpointer.close()
-  return LoadedRun(model_cfg=settings.model, mesh=mesh, rules=settings.rules, params=params,
-                   tokenizer=build_tokenizer(settings.data.tokenizer))
+  return LoadedRun(
+    model_cfg=settings.model,
+    mesh=mesh,
+    rules=settings.rules,
+    params=params,
+    tokenizer=build_tokenizer(settings.data.tokenizer),
+  )

@@ -15,23 +15,28 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxlab.config import (ConfigError, check_known_keys, parse_arg, section_defaults,
-                           settings_from_section)
+from jaxlab.config import (
+  ConfigError,
+  check_known_keys,
+  parse_arg,
+  section_defaults,
+  settings_from_section,
+)
 from jaxlab.data import char_tasks, vision
 from jaxlab.models.dll import METHODS, LearningRule
 from jaxlab.models.dll_nets import NetConfig, build_net
 from jaxlab.objectives.supervised import Classification
-from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.parallel.mesh import default_mesh_config
-from jaxlab.train.epochs import (EpochTrainSettings, epoch_trainer, shape_only,
-                                 validate_batch_split)
+from jaxlab.train.checkpoints import CheckpointSettings
+from jaxlab.train.epochs import EpochTrainSettings, epoch_trainer, shape_only, validate_batch_split
 from jaxlab.train.optimizer import FeedbackAdamSettings, build_feedback_optimizer
 from jaxlab.train.trainer import Program, Trainer
 
@@ -45,8 +50,10 @@ def parse_method_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigD
   named = [item for item in items if item in METHODS]
   for item in items:
     if "=" not in item and item not in METHODS and not isinstance(defaults.get(item), bool):
-      raise ConfigError(f"unknown config argument {item!r}; a bare word names the method, one of "
-                        f"{', '.join(METHODS)}")
+      raise ConfigError(
+        f"unknown config argument {item!r}; a bare word names the method, one of "
+        f"{', '.join(METHODS)}"
+      )
   if len(named) > 1:
     raise ConfigError(f"config arg names several methods: {', '.join(named)}")
   args = parse_arg(",".join(i for i in items if i not in METHODS), method="dll", **defaults)
@@ -66,7 +73,8 @@ def base_config(method: str, seed: int) -> ml_collections.ConfigDict:
   # Learning rule (dll, dll_fa; fa always uses scale 1, no clipping). theta_sign=+1 is the
   # reference MLP/CNN code's Theta update, -1 the paper's Eq. 9 (and its RNN code).
   config.rule = ml_collections.ConfigDict(
-      {k: v for k, v in section_defaults(LearningRule).items() if k != "method"})
+    {k: v for k, v in section_defaults(LearningRule).items() if k != "method"}
+  )
   config.optimizer = section_defaults(FeedbackAdamSettings)
   config.train = section_defaults(EpochTrainSettings)
   config.train.update(epochs=50, label_smoothing=0.1, eval_batch_size=1000)
@@ -79,6 +87,7 @@ def base_config(method: str, seed: int) -> ml_collections.ConfigDict:
 @dataclasses.dataclass(frozen=True)
 class DLLSettings:
   """A DLL run's config, read once; `data` stays a section (the loaders read it whole)."""
+
   seed: int
   rule: LearningRule
   model: NetConfig
@@ -89,27 +98,45 @@ class DLLSettings:
   mesh: ml_collections.ConfigDict
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "DLLSettings":
-    return cls(seed=int(config.seed), rule=learning_rule(config),
-               model=NetConfig.from_config(config.model),
-               optimizer=settings_from_section(FeedbackAdamSettings, config.optimizer,
-                                               "optimizer"),
-               train=settings_from_section(EpochTrainSettings, config.train, "train"),
-               checkpoint=settings_from_section(CheckpointSettings, config.checkpoint,
-                                                "checkpoint"),
-               data=config.data, mesh=config.mesh)
+  def from_config(cls, config: ml_collections.ConfigDict) -> DLLSettings:
+    return cls(
+      seed=int(config.seed),
+      rule=learning_rule(config),
+      model=NetConfig.from_config(config.model),
+      optimizer=settings_from_section(FeedbackAdamSettings, config.optimizer, "optimizer"),
+      train=settings_from_section(EpochTrainSettings, config.train, "train"),
+      checkpoint=settings_from_section(CheckpointSettings, config.checkpoint, "checkpoint"),
+      data=config.data,
+      mesh=config.mesh,
+    )
 
 
 def image_data_config(name: str = "digits") -> ml_collections.ConfigDict:
   """Image data: digits split by (test_fraction, split_seed); other sets from npz_path or tfds."""
-  return ml_collections.ConfigDict(dict(name=name, npz_path="", tfds_data_dir="",
-                                        test_fraction=0.2, validation_fraction=0.0, split_seed=0))
+  return ml_collections.ConfigDict(
+    dict(
+      name=name,
+      npz_path="",
+      tfds_data_dir="",
+      test_fraction=0.2,
+      validation_fraction=0.0,
+      split_seed=0,
+    )
+  )
 
 
 def text_data_config(seq_len: int = 32, max_chars: int = 100_000) -> ml_collections.ConfigDict:
   """Next-character prediction on the standard library's reference manual topics."""
-  return ml_collections.ConfigDict(dict(name=TEXT_TASK, seq_len=seq_len, max_chars=max_chars,
-                                        test_fraction=0.1, validation_fraction=0.0, split_seed=0))
+  return ml_collections.ConfigDict(
+    dict(
+      name=TEXT_TASK,
+      seq_len=seq_len,
+      max_chars=max_chars,
+      test_fraction=0.1,
+      validation_fraction=0.0,
+      split_seed=0,
+    )
+  )
 
 
 def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
@@ -127,13 +154,17 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
   if settings.rule.form == "outer" and kind != "mlp":
     raise ConfigError(f"rule.form='outer' is available for model.kind='mlp' only, not {kind!r}")
   if not 0.0 <= config.data.validation_fraction < 1.0:
-    raise ConfigError(f"data.validation_fraction must be in [0, 1), got "
-                      f"{config.data.validation_fraction}")
+    raise ConfigError(
+      f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}"
+    )
   if (kind == "rnn") != (config.data.name == TEXT_TASK):
-    raise ConfigError(f"model.kind='rnn' goes with data.name={TEXT_TASK!r} and only it; got "
-                      f"model.kind={kind!r}, data.name={config.data.name!r}")
-  check_known_keys(config.data, text_data_config() if kind == "rnn" else image_data_config(),
-                   "data")
+    raise ConfigError(
+      f"model.kind='rnn' goes with data.name={TEXT_TASK!r} and only it; got "
+      f"model.kind={kind!r}, data.name={config.data.name!r}"
+    )
+  check_known_keys(
+    config.data, text_data_config() if kind == "rnn" else image_data_config(), "data"
+  )
   if kind != "rnn":
     try:
       if dry_run:
@@ -153,6 +184,7 @@ def learning_rule(config: ml_collections.ConfigDict) -> LearningRule:
 @dataclasses.dataclass(frozen=True)
 class Task:
   """Arrays to train and evaluate on; inputs are images [N, H, W, C] or tokens [N, T]."""
+
   train: tuple[np.ndarray, np.ndarray]
   evals: dict[str, tuple[np.ndarray, np.ndarray]]
   input_shape: tuple[int, ...]
@@ -179,39 +211,58 @@ def load_task(config: ml_collections.ConfigDict) -> Task:
   return Task(train, evals, tuple(train[0].shape[1:]), num_classes)
 
 
-def build_trainer(config: ml_collections.ConfigDict, workdir: str,
-                  devices: Sequence[jax.Device] | None = None) -> Trainer:
+def build_trainer(
+  config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None = None
+) -> Trainer:
   """The trainer of the run `config` describes, on `devices` (default: all)."""
   return _trainer(DLLSettings.from_config(config), load_task(config), workdir, devices)
 
 
-def _trainer(settings: DLLSettings, task: Task, workdir: str,
-             devices: Sequence[jax.Device] | None) -> Trainer:
+def _trainer(
+  settings: DLLSettings, task: Task, workdir: str, devices: Sequence[jax.Device] | None
+) -> Trainer:
   net = build_net(settings.model, settings.rule, task.input_shape, task.num_classes)
-  objective = Classification(lambda params, state, x, train: (net.apply(params, x), state),
-                             settings.train.label_smoothing)
+  objective = Classification(
+    lambda params, state, x, train: (net.apply(params, x), state), settings.train.label_smoothing
+  )
 
   def program(total_steps: int) -> Program:
-    tx, schedule = build_feedback_optimizer(settings.optimizer, total_steps,
-                                            settings.rule.learns_theta)
-    return Program(objective=objective, init_variables=lambda rng: {"params": net.init(rng)},
-                   tx=tx, schedule=schedule)
+    tx, schedule = build_feedback_optimizer(
+      settings.optimizer, total_steps, settings.rule.learns_theta
+    )
+    return Program(
+      objective=objective,
+      init_variables=lambda rng: {"params": net.init(rng)},
+      tx=tx,
+      schedule=schedule,
+    )
 
   return epoch_trainer(
-      train=settings.train, checkpoint=settings.checkpoint, seed=settings.seed,
-      program_for_steps=program, arrays=_arrays(task.train),
-      eval_sets={name: _arrays(split) for name, split in task.evals.items()},
-      mesh_cfg=settings.mesh, workdir=workdir, devices=devices,
-      summary_fields={"method": settings.rule.method, "model": settings.model.kind,
-                      "data": settings.data.name, "seed": settings.seed})
+    train=settings.train,
+    checkpoint=settings.checkpoint,
+    seed=settings.seed,
+    program_for_steps=program,
+    arrays=_arrays(task.train),
+    eval_sets={name: _arrays(split) for name, split in task.evals.items()},
+    mesh_cfg=settings.mesh,
+    workdir=workdir,
+    devices=devices,
+    summary_fields={
+      "method": settings.rule.method,
+      "model": settings.model.kind,
+      "data": settings.data.name,
+      "seed": settings.seed,
+    },
+  )
 
 
 def _arrays(split: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
   return {"inputs": split[0], "targets": split[1].astype(np.int32)}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str,
-        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+def run(
+  config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None = None
+) -> dict[str, Any]:
   """Trains `config.train.epochs` epochs (resuming from the latest checkpoint) and returns the
   summary it writes to summary.json."""
   return build_trainer(config, workdir, devices).run()
@@ -234,11 +285,12 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   compiled = trainer.compile()
   cost = compiled.cost_analysis() or {}
   result = {
-      "method": settings.rule.method, "model": settings.model.kind,
-      "params": trainer.num_params(),
-      "flops_per_step": float(cost.get("flops", float("nan"))),
-      "bytes_per_device": trainer.bytes_per_device,
-      "compile_s": round(time.perf_counter() - started, 2),
+    "method": settings.rule.method,
+    "model": settings.model.kind,
+    "params": trainer.num_params(),
+    "flops_per_step": float(cost.get("flops", float("nan"))),
+    "bytes_per_device": trainer.bytes_per_device,
+    "compile_s": round(time.perf_counter() - started, 2),
   }
   with open(os.path.join(workdir, "dry_run.json"), "w") as f:
     json.dump(result, f, indent=2)

@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,13 +32,19 @@ from jaxlab.train.optimizer import AdamWSettings, build_optimizer
 from jaxlab.train.trainer import Program, Throughput, Trainer, TrainerSettings
 
 logger = logging.getLogger(__name__)
-BATCH_DTYPES = {"inputs": jnp.int32, "targets": jnp.int32, "segment_ids": jnp.int32,
-                "positions": jnp.int32, "loss_weights": jnp.float32}
+BATCH_DTYPES = {
+  "inputs": jnp.int32,
+  "targets": jnp.int32,
+  "segment_ids": jnp.int32,
+  "positions": jnp.int32,
+  "loss_weights": jnp.float32,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class LMTrainSettings:
   """The `train` section of an LM run."""
+
   steps: int = 1000
   global_batch: int = 8
   seq_len: int = 128
@@ -50,6 +57,7 @@ class LMTrainSettings:
 class LMSettings:
   """An LM run's config, read once. `data` and `mesh` stay sections: the pipeline and the mesh
   builder read them as a whole."""
+
   seed: int
   model: TransformerConfig
   optimizer: AdamWSettings
@@ -61,22 +69,31 @@ class LMSettings:
   topology: str
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "LMSettings":
-    return cls(seed=int(config.seed), model=TransformerConfig.from_config(config.model),
-               optimizer=settings_from_section(AdamWSettings, config.optimizer, "optimizer"),
-               train=settings_from_section(LMTrainSettings, config.train, "train"),
-               checkpoint=settings_from_section(CheckpointSettings, config.checkpoint,
-                                                "checkpoint"),
-               data=config.data, mesh=config.mesh,
-               rules=rules_from_config(config.logical_axis_rules), topology=config.topology)
+  def from_config(cls, config: ml_collections.ConfigDict) -> LMSettings:
+    return cls(
+      seed=int(config.seed),
+      model=TransformerConfig.from_config(config.model),
+      optimizer=settings_from_section(AdamWSettings, config.optimizer, "optimizer"),
+      train=settings_from_section(LMTrainSettings, config.train, "train"),
+      checkpoint=settings_from_section(CheckpointSettings, config.checkpoint, "checkpoint"),
+      data=config.data,
+      mesh=config.mesh,
+      rules=rules_from_config(config.logical_axis_rules),
+      topology=config.topology,
+    )
 
   def trainer_settings(self) -> TrainerSettings:
     train = self.train
-    return TrainerSettings(steps=train.steps, log_every=train.log_every,
-                           eval_every=train.eval_every, checkpoint_every=self.checkpoint.every,
-                           checkpoint_keep=self.checkpoint.keep,
-                           async_checkpoints=self.checkpoint.use_async,
-                           microbatches=train.microbatches, seed=self.seed)
+    return TrainerSettings(
+      steps=train.steps,
+      log_every=train.log_every,
+      eval_every=train.eval_every,
+      checkpoint_every=self.checkpoint.every,
+      checkpoint_keep=self.checkpoint.keep,
+      async_checkpoints=self.checkpoint.use_async,
+      microbatches=train.microbatches,
+      seed=self.seed,
+    )
 
   def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
     shape = (self.train.global_batch, self.train.seq_len)
@@ -91,35 +108,58 @@ def lm_init_variables(model: Transformer, seq_len: int):
 def lm_program(settings: LMSettings) -> Program:
   model = Transformer(settings.model)
   tx, schedule = build_optimizer(settings.optimizer, settings.train.steps)
-  return Program(objective=LanguageModelObjective(model),
-                 init_variables=lm_init_variables(model, settings.train.seq_len),
-                 tx=tx, schedule=schedule)
+  return Program(
+    objective=LanguageModelObjective(model),
+    init_variables=lm_init_variables(model, settings.train.seq_len),
+    tx=tx,
+    schedule=schedule,
+  )
 
 
 def _iterator(settings: LMSettings, split: str):
-  return build_lm_iterator(settings.data, seq_len=settings.train.seq_len,
-                           global_batch=settings.train.global_batch, split=split,
-                           seed=settings.seed, process_index=jax.process_index(),
-                           process_count=jax.process_count())
+  return build_lm_iterator(
+    settings.data,
+    seq_len=settings.train.seq_len,
+    global_batch=settings.train.global_batch,
+    split=split,
+    seed=settings.seed,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
 
 
-def build_trainer(config: ml_collections.ConfigDict, workdir: str,
-                  devices: Sequence[jax.Device] | None = None, with_data: bool = True) -> Trainer:
+def build_trainer(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  devices: Sequence[jax.Device] | None = None,
+  with_data: bool = True,
+) -> Trainer:
   """The LM trainer on `devices` (default: all); without data for dry runs and benchmarks."""
   return _build_trainer(LMSettings.from_config(config), workdir, devices, with_data)
 
 
-def _build_trainer(settings: LMSettings, workdir: str, devices: Sequence[jax.Device] | None,
-                   with_data: bool) -> Trainer:
+def _build_trainer(
+  settings: LMSettings, workdir: str, devices: Sequence[jax.Device] | None, with_data: bool
+) -> Trainer:
   mesh = build_mesh(settings.mesh, devices)
   data = _iterator(settings, "train") if with_data else None
   trainer = Trainer(
-      settings.trainer_settings(), lm_program(settings), data, settings.batch_spec(), mesh=mesh,
-      rules=settings.rules, workdir=workdir,
-      summary_fields={"flops_per_token": train_flops_per_token(settings.model,
-                                                               settings.train.seq_len)},
-      throughput=Throughput("tokens", settings.train.global_batch * settings.train.seq_len,
-                            train_flops_per_token(settings.model, settings.train.seq_len)))
+    settings.trainer_settings(),
+    lm_program(settings),
+    data,
+    settings.batch_spec(),
+    mesh=mesh,
+    rules=settings.rules,
+    workdir=workdir,
+    summary_fields={
+      "flops_per_token": train_flops_per_token(settings.model, settings.train.seq_len)
+    },
+    throughput=Throughput(
+      "tokens",
+      settings.train.global_batch * settings.train.seq_len,
+      train_flops_per_token(settings.model, settings.train.seq_len),
+    ),
+  )
   if with_data:
     trainer.add_evaluator("eval", lambda: _iterator(settings, "eval"))
   return trainer
@@ -134,22 +174,28 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     check_known_keys(settings.data, default_data_config(), "data")
     settings.model.validate()
     settings.optimizer.validate()
-    num_devices = (parse_topology(settings.topology).num_chips if settings.topology
-                   else jax.device_count())
+    num_devices = (
+      parse_topology(settings.topology).num_chips if settings.topology else jax.device_count()
+    )
   except ValueError as e:
     raise ConfigError(str(e)) from None
   data_size, fsdp_size, _ = mesh_shape(settings.mesh, num_devices)
   train = settings.train
   batch_shards = data_size * fsdp_size
   if train.global_batch % train.microbatches:
-    raise ConfigError(f"train.global_batch={train.global_batch} is not divisible by "
-                      f"train.microbatches={train.microbatches}")
+    raise ConfigError(
+      f"train.global_batch={train.global_batch} is not divisible by "
+      f"train.microbatches={train.microbatches}"
+    )
   if (train.global_batch // train.microbatches) % batch_shards:
-    raise ConfigError(f"microbatch size {train.global_batch // train.microbatches} is not "
-                      f"divisible by the data x fsdp mesh size {batch_shards}")
+    raise ConfigError(
+      f"microbatch size {train.global_batch // train.microbatches} is not "
+      f"divisible by the data x fsdp mesh size {batch_shards}"
+    )
   if train.seq_len > settings.model.max_seq_len:
-    raise ConfigError(f"train.seq_len={train.seq_len} exceeds model.max_seq_len="
-                      f"{settings.model.max_seq_len}")
+    raise ConfigError(
+      f"train.seq_len={train.seq_len} exceeds model.max_seq_len={settings.model.max_seq_len}"
+    )
   if not dry_run:
     _validate_data(config)
   try:
@@ -176,12 +222,14 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if vocab > config.model.vocab_size:
-    raise ConfigError(f"tokenizer has {vocab} tokens but model.vocab_size is "
-                      f"{config.model.vocab_size}")
+    raise ConfigError(
+      f"tokenizer has {vocab} tokens but model.vocab_size is {config.model.vocab_size}"
+    )
 
 
-def run(config: ml_collections.ConfigDict, workdir: str,
-        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+def run(
+  config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None = None
+) -> dict[str, Any]:
   """Trains (or resumes) the LM in `workdir` on `devices` (default: all); returns the summary.
 
   The run records its config.json, which evaluation tools (jaxlab.eval.run_loading) reload."""
@@ -200,20 +248,23 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   trainer.compile()
   mesh = trainer.mesh
   result: dict[str, Any] = {
-      "params": trainer.num_params(),
-      "flops_per_token": train_flops_per_token(settings.model, settings.train.seq_len),
-      "bytes_per_device": trainer.bytes_per_device,
-      "mesh": dict(zip(mesh.axis_names, (int(s) for s in mesh.devices.shape))),
-      "num_devices": int(mesh.devices.size),
-      "device_kind": mesh.devices.flat[0].device_kind,
-      "global_batch": settings.train.global_batch,
-      "seq_len": settings.train.seq_len,
-      "compile_s": round(time.perf_counter() - started, 2),
+    "params": trainer.num_params(),
+    "flops_per_token": train_flops_per_token(settings.model, settings.train.seq_len),
+    "bytes_per_device": trainer.bytes_per_device,
+    "mesh": dict(zip(mesh.axis_names, (int(s) for s in mesh.devices.shape))),
+    "num_devices": int(mesh.devices.size),
+    "device_kind": mesh.devices.flat[0].device_kind,
+    "global_batch": settings.train.global_batch,
+    "seq_len": settings.train.seq_len,
+    "compile_s": round(time.perf_counter() - started, 2),
   }
   if settings.topology:
     spec = parse_topology(settings.topology)
-    result.update(topology=settings.topology, hbm_per_device=spec.hbm_bytes_per_chip,
-                  fits=result["bytes_per_device"] <= spec.hbm_bytes_per_chip)
+    result.update(
+      topology=settings.topology,
+      hbm_per_device=spec.hbm_bytes_per_chip,
+      fits=result["bytes_per_device"] <= spec.hbm_bytes_per_chip,
+    )
   with open(os.path.join(workdir, "dry_run.json"), "w") as f:
     json.dump(result, f, indent=2)
   logger.info("dry run: %s", result)

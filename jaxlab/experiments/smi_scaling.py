@@ -30,13 +30,18 @@ from jaxlab.smi.triples import load_templates, load_triples
 METHODS = ("CO-OCCUR", "MI", "SMI")
 
 
-def size_config(config: ml_collections.ConfigDict, size: str, data_dir: str) -> ml_collections.ConfigDict:
+def size_config(
+  config: ml_collections.ConfigDict, size: str, data_dir: str
+) -> ml_collections.ConfigDict:
   """The pretraining config of one model size: the shared base plus that size's shape."""
   run = copy.deepcopy(config.base)
   run.seed = config.seed
   run.model.update(config.sizes[size].to_dict())
-  run.data.update(kind="jsonl", train_files=os.path.join(data_dir, "corpus.jsonl"),
-                  eval_files=os.path.join(data_dir, "eval_corpus.jsonl"))
+  run.data.update(
+    kind="jsonl",
+    train_files=os.path.join(data_dir, "corpus.jsonl"),
+    eval_files=os.path.join(data_dir, "eval_corpus.jsonl"),
+  )
   return run
 
 
@@ -46,8 +51,10 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
   if config.fit_variant not in ("latest", "v1"):
     raise ConfigError(f"fit_variant must be latest or v1, got {config.fit_variant!r}")
   if config.corpus.num_relations > len(corpus_gen.RELATIONS):
-    raise ConfigError(f"corpus.num_relations={config.corpus.num_relations} exceeds the "
-                      f"{len(corpus_gen.RELATIONS)} relations the generator has")
+    raise ConfigError(
+      f"corpus.num_relations={config.corpus.num_relations} exceeds the "
+      f"{len(corpus_gen.RELATIONS)} relations the generator has"
+    )
   for size in config.sizes:
     sized = size_config(config, size, "/nonexistent")
     sized.data.update(kind="synthetic")  # the corpus does not exist yet; check everything else
@@ -66,14 +73,23 @@ def _corpus(config: ml_collections.ConfigDict, data_dir: str) -> None:
     return
   corpus = config.corpus
   spec = corpus_gen.CorpusSpec(
-      num_facts=corpus.num_facts, num_relations=corpus.num_relations, num_docs=corpus.num_docs,
-      log2_fact_docs=tuple(corpus.log2_fact_docs), log2_noise_docs=tuple(corpus.log2_noise_docs),
-      seed=corpus.seed)
+    num_facts=corpus.num_facts,
+    num_relations=corpus.num_relations,
+    num_docs=corpus.num_docs,
+    log2_fact_docs=tuple(corpus.log2_fact_docs),
+    log2_noise_docs=tuple(corpus.log2_noise_docs),
+    seed=corpus.seed,
+  )
   _stage(f"generating {spec.num_docs} documents stating {spec.num_facts} facts")
   # Held-out documents for eval loss: same generator, other names (a different seed).
-  eval_docs, _, _ = corpus_gen.generate(corpus_gen.CorpusSpec(
-      num_facts=spec.num_facts, num_relations=spec.num_relations, num_docs=corpus.eval_docs,
-      seed=spec.seed + 1))
+  eval_docs, _, _ = corpus_gen.generate(
+    corpus_gen.CorpusSpec(
+      num_facts=spec.num_facts,
+      num_relations=spec.num_relations,
+      num_docs=corpus.eval_docs,
+      seed=spec.seed + 1,
+    )
+  )
   write_jsonl_atomic(os.path.join(data_dir, "eval_corpus.jsonl"), [{"text": d} for d in eval_docs])
   corpus_gen.write_corpus(spec, data_dir)
 
@@ -83,13 +99,16 @@ def _counts(config: ml_collections.ConfigDict, data_dir: str) -> str:
   if not os.path.exists(path):
     _stage("counting subject/object/co-occurrence documents (Aho-Corasick)")
     triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
-    rows = count_triples(triples, [os.path.join(data_dir, "corpus.jsonl")],
-                         workers=int(config.count_workers))
+    rows = count_triples(
+      triples, [os.path.join(data_dir, "corpus.jsonl")], workers=int(config.count_workers)
+    )
     write_jsonl_atomic(path, rows)
   return path
 
 
-def _size_result(config, size: str, workdir: str, data_dir: str, counts_path: str) -> dict[str, Any]:
+def _size_result(
+  config, size: str, workdir: str, data_dir: str, counts_path: str
+) -> dict[str, Any]:
   run_dir = os.path.join(workdir, "models", size)
   result_path = os.path.join(run_dir, "fit.json")
   if os.path.exists(result_path):
@@ -103,17 +122,30 @@ def _size_result(config, size: str, workdir: str, data_dir: str, counts_path: st
   triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
   templates = load_templates(os.path.join(data_dir, "templates.json"))
   cbqa = config.cbqa
-  accuracies = cbqa_accuracy(run, triples, templates, templates_per_relation=cbqa.templates_per_relation,
-                             samples=cbqa.samples, temperature=cbqa.temperature, top_p=cbqa.top_p,
-                             max_new_tokens=cbqa.max_new_tokens, batch_size=cbqa.batch_size,
-                             seed=config.seed)
+  accuracies = cbqa_accuracy(
+    run,
+    triples,
+    templates,
+    templates_per_relation=cbqa.templates_per_relation,
+    samples=cbqa.samples,
+    temperature=cbqa.temperature,
+    top_p=cbqa.top_p,
+    max_new_tokens=cbqa.max_new_tokens,
+    batch_size=cbqa.batch_size,
+    seed=config.seed,
+  )
   records = merge_counts(triples, accuracies, counts_path)
   write_jsonl_atomic(os.path.join(run_dir, "records.jsonl"), records)
   params = count_params(run.params)
   fit = fit_records(records, params=params, variant=config.fit_variant)
-  result = {"size": size, "params": params, "loss": summary.get("loss"),
-            "eval_loss": summary.get("eval_loss"), "mean_acc": float(np.mean(accuracies)),
-            "fit": fit}
+  result = {
+    "size": size,
+    "params": params,
+    "loss": summary.get("loss"),
+    "eval_loss": summary.get("eval_loss"),
+    "mean_acc": float(np.mean(accuracies)),
+    "fit": fit,
+  }
   with open(result_path, "w") as f:
     json.dump(result, f, indent=2)
   return result
@@ -127,12 +159,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   results = [_size_result(config, size, workdir, data_dir, counts_path) for size in config.sizes]
   results.sort(key=lambda r: r["params"])
   summary = {
-      "sizes": {r["size"]: {"params": r["params"], "loss": r["loss"], "eval_loss": r["eval_loss"],
-                            "mean_acc": r["mean_acc"], "n_triples": r["fit"]["n_triples"],
-                            "n_dropped": r["fit"]["n_dropped"],
-                            "r2": {m: r["fit"]["methods"][m]["r2"] for m in METHODS}}
-                for r in results},
-      "wall_time_s": time.perf_counter() - started,
+    "sizes": {
+      r["size"]: {
+        "params": r["params"],
+        "loss": r["loss"],
+        "eval_loss": r["eval_loss"],
+        "mean_acc": r["mean_acc"],
+        "n_triples": r["fit"]["n_triples"],
+        "n_dropped": r["fit"]["n_dropped"],
+        "r2": {m: r["fit"]["methods"][m]["r2"] for m in METHODS},
+      }
+      for r in results
+    },
+    "wall_time_s": time.perf_counter() - started,
   }
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)

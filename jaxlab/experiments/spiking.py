@@ -16,32 +16,31 @@ import json
 import logging
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxlab.config import (ConfigError, check_known_keys, section_defaults,
-                           settings_from_section)
+from jaxlab.config import ConfigError, check_known_keys, section_defaults, settings_from_section
 from jaxlab.data.source import padded_batches
 from jaxlab.data.spiking_tasks import SERIES, TASKS, Split, TaskSpec, load_task, task_spec
 from jaxlab.models.spiking import Spikformer, SpikformerConfig
 from jaxlab.objectives.supervised import Classification, Predict, Regression
-from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.parallel.mesh import default_mesh_config, mesh_context
-from jaxlab.train.epochs import (EpochTrainSettings, epoch_trainer, shape_only,
-                                 validate_batch_split)
+from jaxlab.train.checkpoints import CheckpointSettings
+from jaxlab.train.epochs import EpochTrainSettings, epoch_trainer, shape_only, validate_batch_split
 from jaxlab.train.optimizer import AdamWSettings, build_optimizer
 from jaxlab.train.trainer import Program, Trainer
 
 logger = logging.getLogger(__name__)
 
 DATA_DEFAULTS = {
-    "order": dict(length=32, num_symbols=1, near=2, far=8, num_train=2000, num_test=1000, seed=0),
-    "forecast": dict(series="elnino", window=32, horizon=3, test_fraction=0.2),
-    "digits": dict(patch_size=2, test_fraction=0.2, seed=0),
+  "order": dict(length=32, num_symbols=1, near=2, far=8, num_train=2000, num_test=1000, seed=0),
+  "forecast": dict(series="elnino", window=32, horizon=3, test_fraction=0.2),
+  "digits": dict(patch_size=2, test_fraction=0.2, seed=0),
 }
 
 
@@ -52,13 +51,20 @@ def base_config(task: str, **model_overrides: Any) -> ml_collections.ConfigDict:
   config.task = task
   config.seed = 0  # parameters and shuffling; the data are fixed by data.seed
   config.model = ml_collections.ConfigDict(
-      dataclasses.asdict(dataclasses.replace(SpikformerConfig(), **model_overrides)))
+    dataclasses.asdict(dataclasses.replace(SpikformerConfig(), **model_overrides))
+  )
   config.data = ml_collections.ConfigDict(DATA_DEFAULTS[task])
   config.train = section_defaults(EpochTrainSettings)
   config.train.update(epochs=15, batch_size=64, eval_batch_size=250, eval_every=5)
   config.optimizer = section_defaults(AdamWSettings)
-  config.optimizer.update(lr=2e-3, warmup_steps=50, end_lr_fraction=0.01, b2=0.999,
-                          weight_decay=0.01, no_decay_patterns=("bias", "scale", "BatchNorm"))
+  config.optimizer.update(
+    lr=2e-3,
+    warmup_steps=50,
+    end_lr_fraction=0.01,
+    b2=0.999,
+    weight_decay=0.01,
+    no_decay_patterns=("bias", "scale", "BatchNorm"),
+  )
   config.checkpoint = section_defaults(CheckpointSettings)
   config.checkpoint.update(every=5, keep=2, use_async=False)
   config.mesh = default_mesh_config()
@@ -68,6 +74,7 @@ def base_config(task: str, **model_overrides: Any) -> ml_collections.ConfigDict:
 @dataclasses.dataclass(frozen=True)
 class SpikingSettings:
   """A spiking run's config, read once; `data` stays a section (the task loaders read it)."""
+
   task: str
   seed: int
   model: SpikformerConfig
@@ -78,16 +85,17 @@ class SpikingSettings:
   mesh: ml_collections.ConfigDict
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> "SpikingSettings":
-    return cls(task=config.task, seed=int(config.seed),
-               model=SpikformerConfig.from_config(config.model),
-               optimizer=settings_from_section(AdamWSettings, config.optimizer, "optimizer"),
-               train=settings_from_section(EpochTrainSettings, config.train, "train"),
-               checkpoint=settings_from_section(CheckpointSettings, config.checkpoint,
-                                                "checkpoint"),
-               data=config.data, mesh=config.mesh)
-
-
+  def from_config(cls, config: ml_collections.ConfigDict) -> SpikingSettings:
+    return cls(
+      task=config.task,
+      seed=int(config.seed),
+      model=SpikformerConfig.from_config(config.model),
+      optimizer=settings_from_section(AdamWSettings, config.optimizer, "optimizer"),
+      train=settings_from_section(EpochTrainSettings, config.train, "train"),
+      checkpoint=settings_from_section(CheckpointSettings, config.checkpoint, "checkpoint"),
+      data=config.data,
+      mesh=config.mesh,
+    )
 
 
 # ---------------------------------------------------------------- checks before anything runs
@@ -101,8 +109,7 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     raise ConfigError(f"unknown task {config.task!r}; choose from {', '.join(TASKS)}")
   try:
     settings = SpikingSettings.from_config(config)
-    check_known_keys(settings.data, ml_collections.ConfigDict(DATA_DEFAULTS[settings.task]),
-                     "data")
+    check_known_keys(settings.data, ml_collections.ConfigDict(DATA_DEFAULTS[settings.task]), "data")
     spec = task_spec(settings.task, settings.data)
     settings.model.validate(grid=spec.input_shape[:-1])
     settings.optimizer.validate()
@@ -111,16 +118,19 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if config.task == "forecast" and config.data.series not in SERIES:
-    raise ConfigError(f"unknown data.series {config.data.series!r}; "
-                      f"choose from {', '.join(SERIES)}")
+    raise ConfigError(
+      f"unknown data.series {config.data.series!r}; choose from {', '.join(SERIES)}"
+    )
   if not dry_run:
     try:
       train_split, _ = load_task(config.task, config.data)
     except ValueError as e:
       raise ConfigError(str(e)) from None
     if len(train_split) < settings.train.batch_size:
-      raise ConfigError(f"train.batch_size={settings.train.batch_size} exceeds the "
-                        f"{len(train_split)} training examples")
+      raise ConfigError(
+        f"train.batch_size={settings.train.batch_size} exceeds the "
+        f"{len(train_split)} training examples"
+      )
 
 
 # ---------------------------------------------------------------- model and metrics
@@ -161,22 +171,28 @@ def headline_metric(spec: TaskSpec) -> str:
 
 def forecast_evaluator(trainer: Trainer, predict: Predict, test: Split, batch_size: int):
   """A hook computing test R^2, RSE and MSE from the model's forecasts of the whole test split."""
-  apply = jax.jit(lambda state, x: predict(state.params, state.model_state, x, False)[0],
-                  in_shardings=(trainer.state_sharding, trainer.batch_sharding))
+  apply = jax.jit(
+    lambda state, x: predict(state.params, state.model_state, x, False)[0],
+    in_shardings=(trainer.state_sharding, trainer.batch_sharding),
+  )
 
   def evaluate(state, step):
     del step
     outputs = []
     with mesh_context(trainer.mesh, trainer.rules):
-      for batch in padded_batches({"inputs": test.inputs}, batch_size, jax.process_index(),
-                                  jax.process_count()):
+      for batch in padded_batches(
+        {"inputs": test.inputs}, batch_size, jax.process_index(), jax.process_count()
+      ):
         inputs = jax.make_array_from_process_local_data(trainer.batch_sharding, batch["inputs"])
-        outputs.append(np.asarray(multihost_utils.process_allgather(apply(state, inputs),
-                                                                    tiled=True)))
-    predictions = np.concatenate(outputs)[:len(test)]
-    return {"test_r2": r_squared(test.targets, predictions),
-            "test_rse": root_relative_squared_error(test.targets, predictions),
-            "test_mse": float(np.mean((predictions - test.targets) ** 2))}
+        outputs.append(
+          np.asarray(multihost_utils.process_allgather(apply(state, inputs), tiled=True))
+        )
+    predictions = np.concatenate(outputs)[: len(test)]
+    return {
+      "test_r2": r_squared(test.targets, predictions),
+      "test_rse": root_relative_squared_error(test.targets, predictions),
+      "test_mse": float(np.mean((predictions - test.targets) ** 2)),
+    }
 
   return evaluate
 
@@ -184,47 +200,79 @@ def forecast_evaluator(trainer: Trainer, predict: Predict, test: Split, batch_si
 # ---------------------------------------------------------------- run / dry run
 
 
-def _trainer(settings: SpikingSettings, spec: TaskSpec, train: Split, test: Split | None,
-             workdir: str, devices: Sequence[jax.Device] | None) -> Trainer:
+def _trainer(
+  settings: SpikingSettings,
+  spec: TaskSpec,
+  train: Split,
+  test: Split | None,
+  workdir: str,
+  devices: Sequence[jax.Device] | None,
+) -> Trainer:
   model = Spikformer(settings.model, spec.num_outputs)
   predict = spikformer_predict(model)
-  objective = (Classification(predict, settings.train.label_smoothing) if spec.is_classification
-               else Regression(predict))
+  objective = (
+    Classification(predict, settings.train.label_smoothing)
+    if spec.is_classification
+    else Regression(predict)
+  )
 
   def program(total_steps: int) -> Program:
     tx, schedule = build_optimizer(settings.optimizer, total_steps)
-    return Program(objective=objective, tx=tx, schedule=schedule,
-                   init_variables=lambda rng: model.init(
-                       rng, np.zeros((1,) + spec.input_shape, np.float32), train=False))
+    return Program(
+      objective=objective,
+      tx=tx,
+      schedule=schedule,
+      init_variables=lambda rng: model.init(
+        rng, np.zeros((1,) + spec.input_shape, np.float32), train=False
+      ),
+    )
 
-  eval_sets = ({"test": {"inputs": test.inputs, "targets": test.targets}}
-               if test is not None and spec.is_classification else {})
+  eval_sets = (
+    {"test": {"inputs": test.inputs, "targets": test.targets}}
+    if test is not None and spec.is_classification
+    else {}
+  )
   trainer = epoch_trainer(
-      train=settings.train, checkpoint=settings.checkpoint, seed=settings.seed,
-      program_for_steps=program, arrays={"inputs": train.inputs, "targets": train.targets},
-      eval_sets=eval_sets, mesh_cfg=settings.mesh, workdir=workdir, devices=devices,
-      summary_fields={"task": settings.task, "pe": settings.model.pe,
-                      "attention": settings.model.attention_kind, "seed": settings.seed,
-                      "metric": headline_metric(spec)})
+    train=settings.train,
+    checkpoint=settings.checkpoint,
+    seed=settings.seed,
+    program_for_steps=program,
+    arrays={"inputs": train.inputs, "targets": train.targets},
+    eval_sets=eval_sets,
+    mesh_cfg=settings.mesh,
+    workdir=workdir,
+    devices=devices,
+    summary_fields={
+      "task": settings.task,
+      "pe": settings.model.pe,
+      "attention": settings.model.attention_kind,
+      "seed": settings.seed,
+      "metric": headline_metric(spec),
+    },
+  )
   if test is not None and not spec.is_classification:
     shards = trainer.mesh.shape["data"] * trainer.mesh.shape["fsdp"]
-    trainer.add_hook(forecast_evaluator(trainer, predict, test,
-                                        shards * -(-settings.train.eval_batch_size // shards)),
-                     every=trainer.settings.eval_every)
+    trainer.add_hook(
+      forecast_evaluator(
+        trainer, predict, test, shards * -(-settings.train.eval_batch_size // shards)
+      ),
+      every=trainer.settings.eval_every,
+    )
   return trainer
 
 
-def build_trainer(config: ml_collections.ConfigDict, workdir: str,
-                  devices: Sequence[jax.Device] | None = None) -> Trainer:
+def build_trainer(
+  config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None = None
+) -> Trainer:
   """The trainer of the run `config` describes, on `devices` (default: all)."""
   settings = SpikingSettings.from_config(config)
   train, test = load_task(settings.task, settings.data)
-  return _trainer(settings, task_spec(settings.task, settings.data), train, test, workdir,
-                  devices)
+  return _trainer(settings, task_spec(settings.task, settings.data), train, test, workdir, devices)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str,
-        devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+def run(
+  config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None = None
+) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`, evaluates, and writes summary.json."""
   summary = build_trainer(config, workdir, devices).run()
   logger.info("%s = %.4f", summary["metric"], summary.get(summary["metric"], float("nan")))
@@ -236,19 +284,26 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   settings = SpikingSettings.from_config(config)
   spec = task_spec(settings.task, settings.data)
   batch = settings.train.batch_size
-  targets = (shape_only((batch,), np.int32) if spec.is_classification
-             else shape_only((batch, spec.num_outputs), np.float32))
+  targets = (
+    shape_only((batch,), np.int32)
+    if spec.is_classification
+    else shape_only((batch, spec.num_outputs), np.float32)
+  )
   placeholder = Split(shape_only((batch,) + spec.input_shape, np.float32), targets)
   trainer = _trainer(settings, spec, placeholder, None, workdir, None)
   started = time.perf_counter()
   compiled = trainer.compile()
   memory = compiled.memory_analysis()
-  result = {"task": settings.task, "pe": settings.model.pe,
-            "attention": settings.model.attention_kind, "params": trainer.num_params(),
-            "input_shape": [batch, *spec.input_shape],
-            "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
-            "bytes_per_device": trainer.bytes_per_device,
-            "compile_s": round(time.perf_counter() - started, 2)}
+  result = {
+    "task": settings.task,
+    "pe": settings.model.pe,
+    "attention": settings.model.attention_kind,
+    "params": trainer.num_params(),
+    "input_shape": [batch, *spec.input_shape],
+    "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
+    "bytes_per_device": trainer.bytes_per_device,
+    "compile_s": round(time.perf_counter() - started, 2),
+  }
   with open(os.path.join(workdir, "dry_run.json"), "w") as f:
     json.dump(result, f, indent=2)
   return result

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,13 +30,15 @@ _MIB = 2**20
 
 
 def _attention(q, k, v, pos, seg, *, target):
-  return flash_attention(q, k, v, q_index=pos, kv_index=pos, q_segment_ids=seg,
-                         kv_segment_ids=seg, target=target)
+  return flash_attention(
+    q, k, v, q_index=pos, kv_index=pos, q_segment_ids=seg, kv_segment_ids=seg, target=target
+  )
 
 
 def _linear_ce(hidden, head, targets, weights, *, target):
-  loss, weight_sum, logprobs = fused_linear_cross_entropy(hidden, head, targets, weights,
-                                                          target=target)
+  loss, weight_sum, logprobs = fused_linear_cross_entropy(
+    hidden, head, targets, weights, target=target
+  )
   return loss / weight_sum + 0.1 * logprobs.sum()
 
 
@@ -61,27 +62,34 @@ def kernel_cases(target: str) -> list[Case]:
   """(name, function, argument shapes and dtypes) for every kernel, forward and backward, at
   representative sizes: LLaMA-style bf16 attention and loss, float32 spiking layers."""
   bf16, f32, i32 = jnp.bfloat16, jnp.float32, jnp.int32
-  attention = (((2, 2048, 8, 128), bf16), ((2, 2048, 2, 128), bf16), ((2, 2048, 2, 128), bf16),
-               ((2, 2048), i32), ((2, 2048), i32))
+  attention = (
+    ((2, 2048, 8, 128), bf16),
+    ((2, 2048, 2, 128), bf16),
+    ((2, 2048, 2, 128), bf16),
+    ((2, 2048), i32),
+    ((2, 2048), i32),
+  )
   linear_ce = (((4096, 2048), bf16), ((2048, 32768), bf16), ((4096,), i32), ((4096,), f32))
   lif = (((4, 32, 64, 256), f32),)
   xnor = (((4, 32, 8, 196, 32), f32),) * 3 + (((), f32), ((196, 8), f32))
-  attn, lce, lif_, xnor_ = (functools.partial(fn, target=target)
-                            for fn in (_attention, _linear_ce, _lif, _xnor))
+  attn, lce, lif_, xnor_ = (
+    functools.partial(fn, target=target) for fn in (_attention, _linear_ce, _lif, _xnor)
+  )
   return [
-      ("flash_attention fwd", attn, attention),
-      ("flash_attention bwd", _grad(attn, (0, 1, 2)), attention),
-      ("linear_cross_entropy fwd", lce, linear_ce),
-      ("linear_cross_entropy bwd", jax.grad(lce, (0, 1, 3)), linear_ce),
-      ("lif_multistep fwd", lif_, lif),
-      ("lif_multistep bwd", _grad(lif_, (0,)), lif),
-      ("xnor_attention fwd", xnor_, xnor),
-      ("xnor_attention bwd", _grad(xnor_, (0, 1, 2, 3)), xnor),
+    ("flash_attention fwd", attn, attention),
+    ("flash_attention bwd", _grad(attn, (0, 1, 2)), attention),
+    ("linear_cross_entropy fwd", lce, linear_ce),
+    ("linear_cross_entropy bwd", jax.grad(lce, (0, 1, 3)), linear_ce),
+    ("lif_multistep fwd", lif_, lif),
+    ("lif_multistep bwd", _grad(lif_, (0,)), lif),
+    ("xnor_attention fwd", xnor_, xnor),
+    ("xnor_attention bwd", _grad(xnor_, (0, 1, 2, 3)), xnor),
   ]
 
 
-def _check(cases: list[Case], only: Sequence[str] | None,
-           compile_one: Callable) -> list[tuple[str, bool, str]]:
+def _check(
+  cases: list[Case], only: Sequence[str] | None, compile_one: Callable
+) -> list[tuple[str, bool, str]]:
   """Runs `compile_one(fn, specs) -> detail` per case, catching and reporting each failure."""
   results = []
   for name, fn, specs in cases:
@@ -115,6 +123,7 @@ def aot_tpu_check(topology: str, only: Sequence[str] | None = None) -> list[tupl
 
 def gpu_lowering_check(only: Sequence[str] | None = None) -> list[tuple[str, bool, str]]:
   """Lowers every GPU kernel (or those named in `only`) for CUDA, without compiling."""
+
   def lower_one(fn, specs):
     args = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in specs]
     jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))

@@ -34,7 +34,7 @@ def _grouped_scores(q, k, mask):
   """Scaled float32 scores [B, K, G, T, S] with invisible entries at -inf-like values."""
   batch, q_len, heads, dim = q.shape
   q = q.reshape(batch, q_len, k.shape[2], heads // k.shape[2], dim)
-  s = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * dim ** -0.5
+  s = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * dim**-0.5
   return jnp.where(mask[:, None, None], s, jnp.finfo(jnp.float32).min)
 
 
@@ -60,10 +60,11 @@ def reference_backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do):
   p = jnp.where(mask[:, None, None], jnp.exp(s - lse), 0.0)
   grouped = (batch, q_len, kv_heads, heads // kv_heads, dim)
   do_g = do.reshape(grouped)
-  delta = jnp.einsum("btkgd,btkgd->bkgt", out.reshape(grouped).astype(jnp.float32),
-                     do_g.astype(jnp.float32))[..., None]
+  delta = jnp.einsum(
+    "btkgd,btkgd->bkgt", out.reshape(grouped).astype(jnp.float32), do_g.astype(jnp.float32)
+  )[..., None]
   dp = jnp.einsum("btkgd,bskd->bkgts", do_g, v, preferred_element_type=jnp.float32)
-  ds = p * (dp - delta) * dim ** -0.5
+  ds = p * (dp - delta) * dim**-0.5
   dq = jnp.einsum("bkgts,bskd->btkgd", ds.astype(k.dtype), k).reshape(q.shape)
   dk = jnp.einsum("bkgts,btkgd->bskd", ds.astype(q.dtype), q.reshape(grouped))
   dv = jnp.einsum("bkgts,btkgd->bskd", p.astype(do.dtype), do_g)
@@ -73,21 +74,28 @@ def reference_backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do):
 @dataclasses.dataclass(frozen=True)
 class _Impl:
   """Static choice of implementation (hashable: a nondiff argument of the custom_vjp)."""
+
   target: str
   tpu_blocks: attention_tpu.TpuBlocks
   gpu_blocks: attention_gpu.GpuBlocks
 
   def forward(self, *args):
-    return dispatch("flash_attention", self.target,
-                    tpu=functools.partial(attention_tpu.forward, blocks=self.tpu_blocks),
-                    gpu=functools.partial(attention_gpu.forward, blocks=self.gpu_blocks),
-                    reference=reference_forward)(*args)
+    return dispatch(
+      "flash_attention",
+      self.target,
+      tpu=functools.partial(attention_tpu.forward, blocks=self.tpu_blocks),
+      gpu=functools.partial(attention_gpu.forward, blocks=self.gpu_blocks),
+      reference=reference_forward,
+    )(*args)
 
   def backward(self, *args):
-    return dispatch("flash_attention", self.target,
-                    tpu=functools.partial(attention_tpu.backward, blocks=self.tpu_blocks),
-                    gpu=functools.partial(attention_gpu.backward, blocks=self.gpu_blocks),
-                    reference=reference_backward)(*args)
+    return dispatch(
+      "flash_attention",
+      self.target,
+      tpu=functools.partial(attention_tpu.backward, blocks=self.tpu_blocks),
+      gpu=functools.partial(attention_gpu.backward, blocks=self.gpu_blocks),
+      reference=reference_backward,
+    )(*args)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
@@ -136,29 +144,55 @@ def _per_device(call, q, k, v, *ids):
   kv_spec = nn.logical_to_mesh_axes(_KV_AXES) or PartitionSpec(None, None, None, None)
   reason = _unsplittable(mesh, q_spec, kv_spec, q.shape, k.shape)
   if reason:
-    warn_once("flash_attention", f"runs unsplit on a {mesh.size}-device mesh (XLA replicates "
-                                 f"it) because {reason}")
+    warn_once(
+      "flash_attention",
+      f"runs unsplit on a {mesh.size}-device mesh (XLA replicates it) because {reason}",
+    )
     return call(q, k, v, *ids)
   ids_spec = PartitionSpec(q_spec[0], None)
-  return jax.shard_map(call, mesh=mesh, in_specs=(q_spec, kv_spec, kv_spec) + (ids_spec,) * 4,
-                       out_specs=q_spec, check_vma=False)(q, k, v, *ids)
+  return jax.shard_map(
+    call,
+    mesh=mesh,
+    in_specs=(q_spec, kv_spec, kv_spec) + (ids_spec,) * 4,
+    out_specs=q_spec,
+    check_vma=False,
+  )(q, k, v, *ids)
 
 
-def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Array,
-                    kv_index: jax.Array, q_segment_ids: jax.Array, kv_segment_ids: jax.Array,
-                    target: str | None = None,
-                    tpu_blocks: attention_tpu.TpuBlocks = attention_tpu.TpuBlocks(),
-                    gpu_blocks: attention_gpu.GpuBlocks = attention_gpu.GpuBlocks()) -> jax.Array:
+def flash_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  q_index: jax.Array,
+  kv_index: jax.Array,
+  q_segment_ids: jax.Array,
+  kv_segment_ids: jax.Array,
+  target: str | None = None,
+  tpu_blocks: attention_tpu.TpuBlocks = attention_tpu.TpuBlocks(),
+  gpu_blocks: attention_gpu.GpuBlocks = attention_gpu.GpuBlocks(),
+) -> jax.Array:
   """Attention of q [B, T, H, D] over k/v [B, S, K, D] (K divides H), masked as in
   `attention_reference.attention_mask`; `target` as in `jaxlab.kernels.dispatch`."""
   target = resolve_target(target)
   if q.shape[1] == 1:
-    warn_once("flash_attention", "single-token decode (T=1) uses xla_attention: one query "
-                                 "row would be padded to a whole query block")
+    warn_once(
+      "flash_attention",
+      "single-token decode (T=1) uses xla_attention: one query "
+      "row would be padded to a whole query block",
+    )
     target = "reference"
   if target == "reference":
-    return xla_attention(q, k, v, q_index=q_index, kv_index=kv_index,
-                         q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
+    return xla_attention(
+      q,
+      k,
+      v,
+      q_index=q_index,
+      kv_index=kv_index,
+      q_segment_ids=q_segment_ids,
+      kv_segment_ids=kv_segment_ids,
+    )
   impl = _Impl(target, tpu_blocks, gpu_blocks)
-  return _per_device(lambda *args: _attention(*args, impl), q, k, v, q_index, q_segment_ids,
-                     kv_index, kv_segment_ids)
+  return _per_device(
+    lambda *args: _attention(*args, impl), q, k, v, q_index, q_segment_ids, kv_index, kv_segment_ids
+  )

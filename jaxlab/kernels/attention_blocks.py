@@ -17,8 +17,9 @@ _INT_MAX = jnp.iinfo(jnp.int32).max
 _INT_MIN = jnp.iinfo(jnp.int32).min
 
 
-def tile_mask(q_pos: jax.Array, q_seg: jax.Array, kv_pos: jax.Array,
-              kv_seg: jax.Array) -> jax.Array:
+def tile_mask(
+  q_pos: jax.Array, q_seg: jax.Array, kv_pos: jax.Array, kv_seg: jax.Array
+) -> jax.Array:
   """[bq, bk] visibility from query columns [bq, 1] and key rows [1, bk]."""
   return (kv_pos <= q_pos) & (q_seg == kv_seg) & (kv_seg != 0)
 
@@ -29,8 +30,14 @@ def masked_scores(q: jax.Array, k: jax.Array, mask: jax.Array, scale: float) -> 
   return jnp.where(mask, s, MASK_VALUE)
 
 
-def online_softmax_step(s: jax.Array, mask: jax.Array, v: jax.Array, m_prev: jax.Array,
-                        l_prev: jax.Array, acc_prev: jax.Array):
+def online_softmax_step(
+  s: jax.Array,
+  mask: jax.Array,
+  v: jax.Array,
+  m_prev: jax.Array,
+  l_prev: jax.Array,
+  acc_prev: jax.Array,
+):
   """One key block of the streaming softmax: running max m, denominator l [bq, 1] and
   unnormalized output acc [bq, D] updated with scores s [bq, bk] and values v [bk, D]."""
   m_next = jnp.maximum(m_prev, s.max(axis=-1, keepdims=True))
@@ -48,8 +55,15 @@ def finish_softmax(m: jax.Array, l: jax.Array, acc: jax.Array) -> tuple[jax.Arra
   return jnp.where(seen, acc / safe_l, 0.0), jnp.where(seen, m + jnp.log(safe_l), 0.0)
 
 
-def probs_and_dscores(s: jax.Array, mask: jax.Array, lse: jax.Array, do: jax.Array,
-                      v: jax.Array, delta: jax.Array, scale: float):
+def probs_and_dscores(
+  s: jax.Array,
+  mask: jax.Array,
+  lse: jax.Array,
+  do: jax.Array,
+  v: jax.Array,
+  delta: jax.Array,
+  scale: float,
+):
   """Backward tile: probabilities p [bq, bk] from the saved lse [bq, 1], and dL/d(q k^T)
   = scale * p * (dO v^T - delta) with delta = rowsum(dO * O) [bq, 1]."""
   p = jnp.where(mask, jnp.exp(s - lse), 0.0)
@@ -62,22 +76,32 @@ def _block_reduce(x: jax.Array, block: int, fn) -> jax.Array:
   return fn(x.reshape(x.shape[0], -1, block), axis=-1)
 
 
-def block_pairs(q_pos: jax.Array, q_seg: jax.Array, kv_pos: jax.Array, kv_seg: jax.Array,
-                block_q: int, block_kv: int) -> jax.Array:
+def block_pairs(
+  q_pos: jax.Array,
+  q_seg: jax.Array,
+  kv_pos: jax.Array,
+  kv_seg: jax.Array,
+  block_q: int,
+  block_kv: int,
+) -> jax.Array:
   """[B, nq, nk] bool: may query block i see any key of key block j? Conservative (from
   per-block index and segment ranges), so skipping the False pairs never changes the result."""
+
   def ranges(pos, seg, block):
     real = seg != 0
-    return (_block_reduce(jnp.where(real, pos, _INT_MAX), block, jnp.min),
-            _block_reduce(jnp.where(real, pos, _INT_MIN), block, jnp.max),
-            _block_reduce(jnp.where(real, seg, _INT_MAX), block, jnp.min),
-            _block_reduce(jnp.where(real, seg, _INT_MIN), block, jnp.max))
+    return (
+      _block_reduce(jnp.where(real, pos, _INT_MAX), block, jnp.min),
+      _block_reduce(jnp.where(real, pos, _INT_MIN), block, jnp.max),
+      _block_reduce(jnp.where(real, seg, _INT_MAX), block, jnp.min),
+      _block_reduce(jnp.where(real, seg, _INT_MIN), block, jnp.max),
+    )
 
   _, q_pos_max, q_seg_min, q_seg_max = ranges(q_pos, q_seg, block_q)
   kv_pos_min, _, kv_seg_min, kv_seg_max = ranges(kv_pos, kv_seg, block_kv)
   causal = kv_pos_min[:, None, :] <= q_pos_max[:, :, None]
-  overlap = ((kv_seg_min[:, None, :] <= q_seg_max[:, :, None])
-             & (q_seg_min[:, :, None] <= kv_seg_max[:, None, :]))
+  overlap = (kv_seg_min[:, None, :] <= q_seg_max[:, :, None]) & (
+    q_seg_min[:, :, None] <= kv_seg_max[:, None, :]
+  )
   return causal & overlap
 
 
@@ -88,5 +112,4 @@ def needed_range(pairs: jax.Array) -> tuple[jax.Array, jax.Array]:
   any_ = pairs.any(axis=-1)
   first = jnp.argmax(pairs, axis=-1)
   last = n - jnp.argmax(pairs[..., ::-1], axis=-1)
-  return (jnp.where(any_, first, 0).astype(jnp.int32),
-          jnp.where(any_, last, 0).astype(jnp.int32))
+  return (jnp.where(any_, first, 0).astype(jnp.int32), jnp.where(any_, last, 0).astype(jnp.int32))

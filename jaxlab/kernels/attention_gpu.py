@@ -18,9 +18,16 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from jaxlab.kernels.attention_blocks import (MASK_VALUE, block_pairs, finish_softmax,
-                                             masked_scores, needed_range, online_softmax_step,
-                                             probs_and_dscores, tile_mask)
+from jaxlab.kernels.attention_blocks import (
+  MASK_VALUE,
+  block_pairs,
+  finish_softmax,
+  masked_scores,
+  needed_range,
+  online_softmax_step,
+  probs_and_dscores,
+  tile_mask,
+)
 from jaxlab.kernels.tiling import fit_block, pad_axis, round_up
 
 _ALIGN = 16
@@ -29,6 +36,7 @@ _ALIGN = 16
 @dataclasses.dataclass(frozen=True)
 class GpuBlocks:
   """Tile sizes (powers of two; shrunk for short sequences) and Triton launch parameters."""
+
   block_q: int = 64
   block_kv: int = 64
   block_q_bwd: int = 32
@@ -49,8 +57,22 @@ def _pad_seq_dim(x: jax.Array, length: int, dim: int) -> jax.Array:
   return pad_axis(pad_axis(x, 1, length), x.ndim - 1, dim)
 
 
-def _fwd_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, qpos_ref, qseg_ref, kvpos_ref, kvseg_ref,
-                o_ref, lse_ref, *, scale, block_kv):
+def _fwd_kernel(
+  lo_ref,
+  hi_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  qpos_ref,
+  qseg_ref,
+  kvpos_ref,
+  kvseg_ref,
+  o_ref,
+  lse_ref,
+  *,
+  scale,
+  block_kv,
+):
   q = q_ref[...]
   q_pos, q_seg = qpos_ref[...][:, None], qseg_ref[...][:, None]
 
@@ -61,15 +83,19 @@ def _fwd_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, qpos_ref, qseg_ref, kvpos_r
     return online_softmax_step(s, mask, v_ref[kv, :], *carry)
 
   rows = q.shape[0]
-  init = (jnp.full((rows, 1), MASK_VALUE, jnp.float32), jnp.zeros((rows, 1), jnp.float32),
-          jnp.zeros((rows, o_ref.shape[-1]), jnp.float32))
+  init = (
+    jnp.full((rows, 1), MASK_VALUE, jnp.float32),
+    jnp.zeros((rows, 1), jnp.float32),
+    jnp.zeros((rows, o_ref.shape[-1]), jnp.float32),
+  )
   out, lse = finish_softmax(*jax.lax.fori_loop(lo_ref[...], hi_ref[...], body, init))
   o_ref[...] = out.astype(o_ref.dtype)
   lse_ref[...] = lse[:, 0]
 
 
-def forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, blocks: GpuBlocks = GpuBlocks(),
-            interpret: bool = False) -> tuple[jax.Array, jax.Array]:
+def forward(
+  q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, blocks: GpuBlocks = GpuBlocks(), interpret: bool = False
+) -> tuple[jax.Array, jax.Array]:
   """q [B, T, H, D], k/v [B, S, K, D] -> (out [B, T, H, D], lse [B, H, T] float32)."""
   batch, q_len, heads, dim = q.shape
   kv_len, kv_heads = k.shape[1], k.shape[2]
@@ -85,21 +111,59 @@ def forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, blocks: GpuBlocks = GpuBlo
   q_ids_spec = pl.BlockSpec((None, bq), lambda b, h, i: (b, i))
   kv_ids_spec = pl.BlockSpec((None, kv_pad), lambda b, h, i: (b, 0))
   out, lse = pl.pallas_call(
-      functools.partial(_fwd_kernel, scale=dim ** -0.5, block_kv=bk),
-      grid=(batch, heads, q_pad // bq),
-      in_specs=[range_spec, range_spec, q_spec, kv_spec, kv_spec, q_ids_spec, q_ids_spec,
-                kv_ids_spec, kv_ids_spec],
-      out_specs=[q_spec, pl.BlockSpec((None, None, bq), lambda b, h, i: (b, h, i))],
-      out_shape=[jax.ShapeDtypeStruct((batch, q_pad, heads, dim_pad), q.dtype),
-                 jax.ShapeDtypeStruct((batch, heads, q_pad), jnp.float32)],
-      compiler_params=_compiler_params(blocks), interpret=interpret, name="flash_attention_fwd",
-  )(lo, hi, _pad_seq_dim(q, q_pad, dim_pad), _pad_seq_dim(k, kv_pad, dim_pad),
-    _pad_seq_dim(v, kv_pad, dim_pad), q_pos, q_seg, kv_pos, kv_seg)
+    functools.partial(_fwd_kernel, scale=dim**-0.5, block_kv=bk),
+    grid=(batch, heads, q_pad // bq),
+    in_specs=[
+      range_spec,
+      range_spec,
+      q_spec,
+      kv_spec,
+      kv_spec,
+      q_ids_spec,
+      q_ids_spec,
+      kv_ids_spec,
+      kv_ids_spec,
+    ],
+    out_specs=[q_spec, pl.BlockSpec((None, None, bq), lambda b, h, i: (b, h, i))],
+    out_shape=[
+      jax.ShapeDtypeStruct((batch, q_pad, heads, dim_pad), q.dtype),
+      jax.ShapeDtypeStruct((batch, heads, q_pad), jnp.float32),
+    ],
+    compiler_params=_compiler_params(blocks),
+    interpret=interpret,
+    name="flash_attention_fwd",
+  )(
+    lo,
+    hi,
+    _pad_seq_dim(q, q_pad, dim_pad),
+    _pad_seq_dim(k, kv_pad, dim_pad),
+    _pad_seq_dim(v, kv_pad, dim_pad),
+    q_pos,
+    q_seg,
+    kv_pos,
+    kv_seg,
+  )
   return out[:, :q_len, :, :dim], lse[:, :, :q_len]
 
 
-def _dq_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qpos_ref,
-               qseg_ref, kvpos_ref, kvseg_ref, dq_ref, *, scale, block_kv):
+def _dq_kernel(
+  lo_ref,
+  hi_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  do_ref,
+  lse_ref,
+  delta_ref,
+  qpos_ref,
+  qseg_ref,
+  kvpos_ref,
+  kvseg_ref,
+  dq_ref,
+  *,
+  scale,
+  block_kv,
+):
   q, do = q_ref[...], do_ref[...]
   lse, delta = lse_ref[...][:, None], delta_ref[...][:, None]
   q_pos, q_seg = qpos_ref[...][:, None], qseg_ref[...][:, None]
@@ -116,8 +180,26 @@ def _dq_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, 
   dq_ref[...] = dq.astype(dq_ref.dtype)
 
 
-def _dkv_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qpos_ref,
-                qseg_ref, kvpos_ref, kvseg_ref, dk_ref, dv_ref, *, scale, block_q, groups):
+def _dkv_kernel(
+  lo_ref,
+  hi_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  do_ref,
+  lse_ref,
+  delta_ref,
+  qpos_ref,
+  qseg_ref,
+  kvpos_ref,
+  kvseg_ref,
+  dk_ref,
+  dv_ref,
+  *,
+  scale,
+  block_q,
+  groups,
+):
   k, v = k_ref[...], v_ref[...]
   kv_pos, kv_seg = kvpos_ref[...][None, :], kvseg_ref[...][None, :]
 
@@ -127,8 +209,9 @@ def _dkv_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref,
     q, do = q_ref[rows, g, :], do_ref[rows, g, :]
     mask = tile_mask(qpos_ref[rows][:, None], qseg_ref[rows][:, None], kv_pos, kv_seg)
     s = masked_scores(q, k, mask, scale)
-    p, ds = probs_and_dscores(s, mask, lse_ref[g, rows][:, None], do, v,
-                              delta_ref[g, rows][:, None], scale)
+    p, ds = probs_and_dscores(
+      s, mask, lse_ref[g, rows][:, None], do, v, delta_ref[g, rows][:, None], scale
+    )
     dv = dv + jnp.dot(p.T.astype(do.dtype), do, preferred_element_type=jnp.float32)
     dk = dk + jnp.dot(ds.T.astype(q.dtype), q, preferred_element_type=jnp.float32)
     return dk, dv
@@ -142,8 +225,21 @@ def _dkv_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref,
   dv_ref[...] = dv.astype(dv_ref.dtype)
 
 
-def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
-             blocks: GpuBlocks = GpuBlocks(), interpret: bool = False):
+def backward(
+  q,
+  k,
+  v,
+  q_pos,
+  q_seg,
+  kv_pos,
+  kv_seg,
+  out,
+  lse,
+  do,
+  *,
+  blocks: GpuBlocks = GpuBlocks(),
+  interpret: bool = False,
+):
   """Gradients (dq, dk, dv) of attention from the forward's output and lse [B, H, T]."""
   batch, q_len, heads, dim = q.shape
   kv_len, kv_heads = k.shape[1], k.shape[2]
@@ -151,7 +247,7 @@ def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
   bq, bk = _fit(blocks.block_q_bwd, q_len), _fit(blocks.block_kv_bwd, kv_len)
   q_pad, kv_pad, dim_pad = round_up(q_len, bq), round_up(kv_len, bk), pl.next_power_of_2(dim)
   nq, nk = q_pad // bq, kv_pad // bk
-  scale = dim ** -0.5
+  scale = dim**-0.5
   delta = jnp.sum(out.astype(jnp.float32) * do.astype(jnp.float32), axis=-1).transpose(0, 2, 1)
   lse, delta = pad_axis(lse, 2, q_pad), pad_axis(delta, 2, q_pad)
   q_pos, q_seg = pad_axis(q_pos, 1, q_pad), pad_axis(q_seg, 1, q_pad)
@@ -169,12 +265,27 @@ def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
   q_ids_spec = pl.BlockSpec((None, bq), lambda b, h, i: (b, i))
   kv_ids_spec = pl.BlockSpec((None, kv_pad), lambda b, h, i: (b, 0))
   dq = pl.pallas_call(
-      functools.partial(_dq_kernel, scale=scale, block_kv=bk),
-      grid=(batch, heads, nq),
-      in_specs=[range_spec, range_spec, q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec,
-                q_ids_spec, q_ids_spec, kv_ids_spec, kv_ids_spec],
-      out_specs=q_spec, out_shape=jax.ShapeDtypeStruct(qp.shape, q.dtype),
-      compiler_params=params, interpret=interpret, name="flash_attention_dq",
+    functools.partial(_dq_kernel, scale=scale, block_kv=bk),
+    grid=(batch, heads, nq),
+    in_specs=[
+      range_spec,
+      range_spec,
+      q_spec,
+      kv_spec,
+      kv_spec,
+      q_spec,
+      stat_spec,
+      stat_spec,
+      q_ids_spec,
+      q_ids_spec,
+      kv_ids_spec,
+      kv_ids_spec,
+    ],
+    out_specs=q_spec,
+    out_shape=jax.ShapeDtypeStruct(qp.shape, q.dtype),
+    compiler_params=params,
+    interpret=interpret,
+    name="flash_attention_dq",
   )(lo, hi, qp, kp, vp, dop, lse, delta, q_pos, q_seg, kv_pos, kv_seg)
 
   lo, hi = needed_range(pairs.transpose(0, 2, 1))
@@ -187,13 +298,39 @@ def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
   kv_ids_spec = pl.BlockSpec((None, bk), lambda b, kh, j: (b, j))
   stat_shape = (batch, kv_heads, groups, q_pad)
   dk, dv = pl.pallas_call(
-      functools.partial(_dkv_kernel, scale=scale, block_q=bq, groups=groups),
-      grid=(batch, kv_heads, nk),
-      in_specs=[range_spec, range_spec, q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec,
-                q_ids_spec, q_ids_spec, kv_ids_spec, kv_ids_spec],
-      out_specs=[kv_spec, kv_spec],
-      out_shape=[jax.ShapeDtypeStruct(kp.shape, k.dtype), jax.ShapeDtypeStruct(vp.shape, v.dtype)],
-      compiler_params=params, interpret=interpret, name="flash_attention_dkv",
-  )(lo, hi, qp.reshape(grouped), kp, vp, dop.reshape(grouped), lse.reshape(stat_shape),
-    delta.reshape(stat_shape), q_pos, q_seg, kv_pos, kv_seg)
+    functools.partial(_dkv_kernel, scale=scale, block_q=bq, groups=groups),
+    grid=(batch, kv_heads, nk),
+    in_specs=[
+      range_spec,
+      range_spec,
+      q_spec,
+      kv_spec,
+      kv_spec,
+      q_spec,
+      stat_spec,
+      stat_spec,
+      q_ids_spec,
+      q_ids_spec,
+      kv_ids_spec,
+      kv_ids_spec,
+    ],
+    out_specs=[kv_spec, kv_spec],
+    out_shape=[jax.ShapeDtypeStruct(kp.shape, k.dtype), jax.ShapeDtypeStruct(vp.shape, v.dtype)],
+    compiler_params=params,
+    interpret=interpret,
+    name="flash_attention_dkv",
+  )(
+    lo,
+    hi,
+    qp.reshape(grouped),
+    kp,
+    vp,
+    dop.reshape(grouped),
+    lse.reshape(stat_shape),
+    delta.reshape(stat_shape),
+    q_pos,
+    q_seg,
+    kv_pos,
+    kv_seg,
+  )
   return dq[:, :q_len, :, :dim], dk[:, :kv_len, :, :dim], dv[:, :kv_len, :, :dim]

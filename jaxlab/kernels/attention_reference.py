@@ -20,17 +20,27 @@ import jax
 import jax.numpy as jnp
 
 
-def attention_mask(q_index: jax.Array, kv_index: jax.Array, q_segment_ids: jax.Array,
-                   kv_segment_ids: jax.Array) -> jax.Array:
+def attention_mask(
+  q_index: jax.Array, kv_index: jax.Array, q_segment_ids: jax.Array, kv_segment_ids: jax.Array
+) -> jax.Array:
   """Boolean [B, T, S] mask: causal by index, within one segment, never onto padding."""
   causal = kv_index[:, None, :] <= q_index[:, :, None]
   same_segment = q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
   return causal & same_segment & (kv_segment_ids[:, None, :] != 0)
 
 
-def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Array,
-                  kv_index: jax.Array, q_segment_ids: jax.Array, kv_segment_ids: jax.Array,
-                  query_block: int = 0, kv_heads_first: bool = False) -> jax.Array:
+def xla_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  q_index: jax.Array,
+  kv_index: jax.Array,
+  q_segment_ids: jax.Array,
+  kv_segment_ids: jax.Array,
+  query_block: int = 0,
+  kv_heads_first: bool = False,
+) -> jax.Array:
   """Reference grouped-query attention in plain jnp (softmax in float32).
 
   `query_block` > 0 promises that query slot i is key slot i (training, no cache) and computes
@@ -38,18 +48,29 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, q_index: jax.Arra
   """
   length, key_axis = q.shape[1], 2 if kv_heads_first else 1
   if not 0 < query_block < length:
-    return _dense_attention(q, k, v, q_index, kv_index, q_segment_ids, kv_segment_ids,
-                            kv_heads_first)
+    return _dense_attention(
+      q, k, v, q_index, kv_index, q_segment_ids, kv_segment_ids, kv_heads_first
+    )
   if k.shape[key_axis] != length:
-    raise ValueError(f"query_block needs as many keys as queries, got {k.shape[key_axis]} "
-                     f"vs {length}")
+    raise ValueError(
+      f"query_block needs as many keys as queries, got {k.shape[key_axis]} vs {length}"
+    )
   outs = []
   for start in range(0, length, query_block):
     end = min(start + query_block, length)
-    prefix = lambda x: jax.lax.slice_in_dim(x, 0, end, axis=key_axis)
-    outs.append(_dense_attention(q[:, start:end], prefix(k), prefix(v), q_index[:, start:end],
-                                 kv_index[:, :end], q_segment_ids[:, start:end],
-                                 kv_segment_ids[:, :end], kv_heads_first))
+    prefix = lambda x, end=end: jax.lax.slice_in_dim(x, 0, end, axis=key_axis)
+    outs.append(
+      _dense_attention(
+        q[:, start:end],
+        prefix(k),
+        prefix(v),
+        q_index[:, start:end],
+        kv_index[:, :end],
+        q_segment_ids[:, start:end],
+        kv_segment_ids[:, :end],
+        kv_heads_first,
+      )
+    )
   return jnp.concatenate(outs, axis=1)
 
 
@@ -62,7 +83,7 @@ def _dense_attention(q, k, v, q_index, kv_index, q_segment_ids, kv_segment_ids, 
   num_kv_heads = k.shape[1 if kv_heads_first else 2]
   groups = num_heads // num_kv_heads
   kv = "bksd" if kv_heads_first else "bskd"
-  q = (q * head_dim ** -0.5).reshape(batch, q_len, num_kv_heads, groups, head_dim)
+  q = (q * head_dim**-0.5).reshape(batch, q_len, num_kv_heads, groups, head_dim)
   q = q.transpose(0, 2, 3, 1, 4).reshape(batch, num_kv_heads, groups * q_len, head_dim)
   scores = jnp.einsum(f"bkqd,{kv}->bkqs", q, k, preferred_element_type=jnp.float32)
   mask = attention_mask(q_index, kv_index, q_segment_ids, kv_segment_ids)

@@ -20,20 +20,29 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from jaxlab.kernels.attention_blocks import (MASK_VALUE, block_pairs, finish_softmax,
-                                             masked_scores, needed_range, online_softmax_step,
-                                             probs_and_dscores, tile_mask)
+from jaxlab.kernels.attention_blocks import (
+  MASK_VALUE,
+  block_pairs,
+  finish_softmax,
+  masked_scores,
+  needed_range,
+  online_softmax_step,
+  probs_and_dscores,
+  tile_mask,
+)
 from jaxlab.kernels.tiling import col_to_row, fit_block, pad_axis, round_up, row_to_col
 
 LANES = 128
 _ID_ROWS = 8
 _SEMANTICS = pltpu.CompilerParams(
-    dimension_semantics=("parallel", "parallel", "parallel", "arbitrary"))
+  dimension_semantics=("parallel", "parallel", "parallel", "arbitrary")
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class TpuBlocks:
   """Tile sizes (multiples of 128; shrunk for short sequences)."""
+
   block_q: int = 512
   block_kv: int = 512
   block_q_bwd: int = 256
@@ -66,8 +75,23 @@ def _stat(x: jax.Array, length: int) -> jax.Array:
   return pad_axis(x.astype(jnp.float32), 2, length)[:, :, None, :]
 
 
-def _fwd_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, qid_ref, kvid_ref, o_ref, lse_ref,
-                m_sc, l_sc, acc_sc, *, scale, nq):
+def _fwd_kernel(
+  lo_ref,
+  hi_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  qid_ref,
+  kvid_ref,
+  o_ref,
+  lse_ref,
+  m_sc,
+  l_sc,
+  acc_sc,
+  *,
+  scale,
+  nq,
+):
   b, i, j = pl.program_id(0), pl.program_id(2), pl.program_id(3)
   visit = b * nq + i
 
@@ -81,8 +105,9 @@ def _fwd_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, qid_ref, kvid_ref, o_ref, l
   def _step():
     mask = _mask(qid_ref[...], kvid_ref[...])
     s = masked_scores(q_ref[...], k_ref[...], mask, scale)
-    m, l, acc = online_softmax_step(s, mask, v_ref[...], m_sc[...][:, 0:1], l_sc[...][:, 0:1],
-                                    acc_sc[...])
+    m, l, acc = online_softmax_step(
+      s, mask, v_ref[...], m_sc[...][:, 0:1], l_sc[...][:, 0:1], acc_sc[...]
+    )
     m_sc[...] = jnp.broadcast_to(m, m_sc.shape)
     l_sc[...] = jnp.broadcast_to(l, l_sc.shape)
     acc_sc[...] = acc
@@ -94,8 +119,9 @@ def _fwd_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, qid_ref, kvid_ref, o_ref, l
     lse_ref[...] = col_to_row(lse)
 
 
-def forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, blocks: TpuBlocks = TpuBlocks(),
-            interpret: bool = False) -> tuple[jax.Array, jax.Array]:
+def forward(
+  q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, blocks: TpuBlocks = TpuBlocks(), interpret: bool = False
+) -> tuple[jax.Array, jax.Array]:
   """q [B, T, H, D], k/v [B, S, K, D] -> (out [B, T, H, D], lse [B, H, T] float32)."""
   batch, q_len, heads, dim = q.shape
   kv_len, kv_heads = k.shape[1], k.shape[2]
@@ -115,27 +141,61 @@ def forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, blocks: TpuBlocks = TpuBlo
   q_spec = pl.BlockSpec((None, None, bq, dim), lambda b, h, i, j, *_: (b, h, i, 0))
   kv_spec = pl.BlockSpec((None, None, bk, dim), kv_map)
   grid_spec = pltpu.PrefetchScalarGridSpec(
-      num_scalar_prefetch=2,
-      grid=(batch, heads, nq, nk),
-      in_specs=[q_spec, kv_spec, kv_spec,
-                pl.BlockSpec((None, _ID_ROWS, bq), lambda b, h, i, j, *_: (b, 0, i)),
-                pl.BlockSpec((None, _ID_ROWS, bk), kv_id_map)],
-      out_specs=[q_spec, pl.BlockSpec((None, None, 1, bq), lambda b, h, i, j, *_: (b, h, 0, i))],
-      scratch_shapes=[pltpu.VMEM((bq, LANES), jnp.float32), pltpu.VMEM((bq, LANES), jnp.float32),
-                      pltpu.VMEM((bq, dim), jnp.float32)])
+    num_scalar_prefetch=2,
+    grid=(batch, heads, nq, nk),
+    in_specs=[
+      q_spec,
+      kv_spec,
+      kv_spec,
+      pl.BlockSpec((None, _ID_ROWS, bq), lambda b, h, i, j, *_: (b, 0, i)),
+      pl.BlockSpec((None, _ID_ROWS, bk), kv_id_map),
+    ],
+    out_specs=[q_spec, pl.BlockSpec((None, None, 1, bq), lambda b, h, i, j, *_: (b, h, 0, i))],
+    scratch_shapes=[
+      pltpu.VMEM((bq, LANES), jnp.float32),
+      pltpu.VMEM((bq, LANES), jnp.float32),
+      pltpu.VMEM((bq, dim), jnp.float32),
+    ],
+  )
   out, lse = pl.pallas_call(
-      functools.partial(_fwd_kernel, scale=dim ** -0.5, nq=nq),
-      grid_spec=grid_spec,
-      out_shape=[jax.ShapeDtypeStruct((batch, heads, q_pad, dim), q.dtype),
-                 jax.ShapeDtypeStruct((batch, heads, 1, q_pad), jnp.float32)],
-      compiler_params=_SEMANTICS, interpret=interpret, name="flash_attention_fwd",
-  )(lo.ravel(), hi.ravel(), _head_major(q, q_pad), _head_major(k, kv_pad),
-    _head_major(v, kv_pad), q_ids, kv_ids)
+    functools.partial(_fwd_kernel, scale=dim**-0.5, nq=nq),
+    grid_spec=grid_spec,
+    out_shape=[
+      jax.ShapeDtypeStruct((batch, heads, q_pad, dim), q.dtype),
+      jax.ShapeDtypeStruct((batch, heads, 1, q_pad), jnp.float32),
+    ],
+    compiler_params=_SEMANTICS,
+    interpret=interpret,
+    name="flash_attention_fwd",
+  )(
+    lo.ravel(),
+    hi.ravel(),
+    _head_major(q, q_pad),
+    _head_major(k, kv_pad),
+    _head_major(v, kv_pad),
+    q_ids,
+    kv_ids,
+  )
   return out[:, :, :q_len].transpose(0, 2, 1, 3), lse[:, :, 0, :q_len]
 
 
-def _dq_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qid_ref,
-               kvid_ref, dq_ref, dq_sc, *, scale, nq):
+def _dq_kernel(
+  lo_ref,
+  hi_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  do_ref,
+  lse_ref,
+  delta_ref,
+  qid_ref,
+  kvid_ref,
+  dq_ref,
+  dq_sc,
+  *,
+  scale,
+  nq,
+):
   b, i, j = pl.program_id(0), pl.program_id(2), pl.program_id(3)
   visit = b * nq + i
 
@@ -148,8 +208,9 @@ def _dq_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, 
     mask = _mask(qid_ref[...], kvid_ref[...])
     k = k_ref[...]
     s = masked_scores(q_ref[...], k, mask, scale)
-    _, ds = probs_and_dscores(s, mask, row_to_col(lse_ref[...]), do_ref[...], v_ref[...],
-                              row_to_col(delta_ref[...]), scale)
+    _, ds = probs_and_dscores(
+      s, mask, row_to_col(lse_ref[...]), do_ref[...], v_ref[...], row_to_col(delta_ref[...]), scale
+    )
     dq_sc[...] += jnp.dot(ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
 
   @pl.when(j == pl.num_programs(3) - 1)
@@ -157,8 +218,26 @@ def _dq_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, 
     dq_ref[...] = dq_sc[...].astype(dq_ref.dtype)
 
 
-def _dkv_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qid_ref,
-                kvid_ref, dk_ref, dv_ref, dk_sc, dv_sc, *, scale, nq, nk):
+def _dkv_kernel(
+  lo_ref,
+  hi_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  do_ref,
+  lse_ref,
+  delta_ref,
+  qid_ref,
+  kvid_ref,
+  dk_ref,
+  dv_ref,
+  dk_sc,
+  dv_sc,
+  *,
+  scale,
+  nq,
+  nk,
+):
   b, j, r = pl.program_id(0), pl.program_id(2), pl.program_id(3)
   i, visit = r % nq, b * nk + j
 
@@ -172,8 +251,9 @@ def _dkv_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref,
     mask = _mask(qid_ref[...], kvid_ref[...])
     q, do = q_ref[...], do_ref[...]
     s = masked_scores(q, k_ref[...], mask, scale)
-    p, ds = probs_and_dscores(s, mask, row_to_col(lse_ref[...]), do, v_ref[...],
-                              row_to_col(delta_ref[...]), scale)
+    p, ds = probs_and_dscores(
+      s, mask, row_to_col(lse_ref[...]), do, v_ref[...], row_to_col(delta_ref[...]), scale
+    )
     dv_sc[...] += jnp.dot(p.T.astype(do.dtype), do, preferred_element_type=jnp.float32)
     dk_sc[...] += jnp.dot(ds.T.astype(q.dtype), q, preferred_element_type=jnp.float32)
 
@@ -183,8 +263,21 @@ def _dkv_kernel(lo_ref, hi_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref,
     dv_ref[...] = dv_sc[...].astype(dv_ref.dtype)
 
 
-def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
-             blocks: TpuBlocks = TpuBlocks(), interpret: bool = False):
+def backward(
+  q,
+  k,
+  v,
+  q_pos,
+  q_seg,
+  kv_pos,
+  kv_seg,
+  out,
+  lse,
+  do,
+  *,
+  blocks: TpuBlocks = TpuBlocks(),
+  interpret: bool = False,
+):
   """Gradients (dq, dk, dv) of attention from the forward's output and lse [B, H, T]."""
   batch, q_len, heads, dim = q.shape
   kv_len, kv_heads = k.shape[1], k.shape[2]
@@ -193,7 +286,7 @@ def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
   bk = fit_block(blocks.block_kv_bwd, kv_len, LANES)
   q_pad, kv_pad = round_up(q_len, bq), round_up(kv_len, bk)
   nq, nk = q_pad // bq, kv_pad // bk
-  scale = dim ** -0.5
+  scale = dim**-0.5
   q_ids, kv_ids = _ids(q_pos, q_seg, q_pad), _ids(kv_pos, kv_seg, kv_pad)
   pairs = block_pairs(q_ids[:, 0], q_ids[:, 1], kv_ids[:, 0], kv_ids[:, 1], bq, bk)
   delta = jnp.sum(out.astype(jnp.float32) * do.astype(jnp.float32), axis=-1).transpose(0, 2, 1)
@@ -214,16 +307,27 @@ def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
   stat_spec = pl.BlockSpec((None, None, 1, bq), lambda b, h, i, j, *_: (b, h, 0, i))
   kv_spec = pl.BlockSpec((None, None, bk, dim), kv_map)
   dq = pl.pallas_call(
-      functools.partial(_dq_kernel, scale=scale, nq=nq),
-      grid_spec=pltpu.PrefetchScalarGridSpec(
-          num_scalar_prefetch=2, grid=(batch, heads, nq, nk),
-          in_specs=[q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec,
-                    pl.BlockSpec((None, _ID_ROWS, bq), lambda b, h, i, j, *_: (b, 0, i)),
-                    pl.BlockSpec((None, _ID_ROWS, bk), kv_id_map)],
-          out_specs=q_spec,
-          scratch_shapes=[pltpu.VMEM((bq, dim), jnp.float32)]),
-      out_shape=jax.ShapeDtypeStruct(qh.shape, q.dtype),
-      compiler_params=_SEMANTICS, interpret=interpret, name="flash_attention_dq",
+    functools.partial(_dq_kernel, scale=scale, nq=nq),
+    grid_spec=pltpu.PrefetchScalarGridSpec(
+      num_scalar_prefetch=2,
+      grid=(batch, heads, nq, nk),
+      in_specs=[
+        q_spec,
+        kv_spec,
+        kv_spec,
+        q_spec,
+        stat_spec,
+        stat_spec,
+        pl.BlockSpec((None, _ID_ROWS, bq), lambda b, h, i, j, *_: (b, 0, i)),
+        pl.BlockSpec((None, _ID_ROWS, bk), kv_id_map),
+      ],
+      out_specs=q_spec,
+      scratch_shapes=[pltpu.VMEM((bq, dim), jnp.float32)],
+    ),
+    out_shape=jax.ShapeDtypeStruct(qh.shape, q.dtype),
+    compiler_params=_SEMANTICS,
+    interpret=interpret,
+    name="flash_attention_dq",
   )(lo.ravel(), hi.ravel(), qh, kh, vh, doh, lse_p, delta_p, q_ids, kv_ids)
 
   # dK, dV: key blocks outer, (query head of the group, query block) reduced.
@@ -242,17 +346,29 @@ def backward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, out, lse, do, *,
   stat_spec = pl.BlockSpec((None, None, 1, bq), stat_map)
   kv_spec = pl.BlockSpec((None, None, bk, dim), lambda b, kh, j, r, *_: (b, kh, j, 0))
   dk, dv = pl.pallas_call(
-      functools.partial(_dkv_kernel, scale=scale, nq=nq, nk=nk),
-      grid_spec=pltpu.PrefetchScalarGridSpec(
-          num_scalar_prefetch=2, grid=(batch, kv_heads, nk, groups * nq),
-          in_specs=[q_spec, kv_spec, kv_spec, q_spec, stat_spec, stat_spec,
-                    pl.BlockSpec((None, _ID_ROWS, bq),
-                                 lambda b, kh, j, r, lo, hi: (b, 0, q_block(b, j, r, lo, hi))),
-                    pl.BlockSpec((None, _ID_ROWS, bk), lambda b, kh, j, r, *_: (b, 0, j))],
-          out_specs=[kv_spec, kv_spec],
-          scratch_shapes=[pltpu.VMEM((bk, dim), jnp.float32), pltpu.VMEM((bk, dim), jnp.float32)]),
-      out_shape=[jax.ShapeDtypeStruct(kh.shape, k.dtype), jax.ShapeDtypeStruct(vh.shape, v.dtype)],
-      compiler_params=_SEMANTICS, interpret=interpret, name="flash_attention_dkv",
+    functools.partial(_dkv_kernel, scale=scale, nq=nq, nk=nk),
+    grid_spec=pltpu.PrefetchScalarGridSpec(
+      num_scalar_prefetch=2,
+      grid=(batch, kv_heads, nk, groups * nq),
+      in_specs=[
+        q_spec,
+        kv_spec,
+        kv_spec,
+        q_spec,
+        stat_spec,
+        stat_spec,
+        pl.BlockSpec(
+          (None, _ID_ROWS, bq), lambda b, kh, j, r, lo, hi: (b, 0, q_block(b, j, r, lo, hi))
+        ),
+        pl.BlockSpec((None, _ID_ROWS, bk), lambda b, kh, j, r, *_: (b, 0, j)),
+      ],
+      out_specs=[kv_spec, kv_spec],
+      scratch_shapes=[pltpu.VMEM((bk, dim), jnp.float32), pltpu.VMEM((bk, dim), jnp.float32)],
+    ),
+    out_shape=[jax.ShapeDtypeStruct(kh.shape, k.dtype), jax.ShapeDtypeStruct(vh.shape, v.dtype)],
+    compiler_params=_SEMANTICS,
+    interpret=interpret,
+    name="flash_attention_dkv",
   )(lo.ravel(), hi.ravel(), qh, kh, vh, doh, lse_p, delta_p, q_ids, kv_ids)
 
   def back(x, length):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 
@@ -35,9 +36,15 @@ def resolve_target(target: str | None) -> str:
   return target
 
 
-def dispatch(kernel: str, target: str | None, *, tpu: Callable[..., _T], gpu: Callable[..., _T],
-             reference: Callable[..., _T],
-             default: Callable[..., _T] | None = None) -> Callable[..., _T]:
+def dispatch(
+  kernel: str,
+  target: str | None,
+  *,
+  tpu: Callable[..., _T],
+  gpu: Callable[..., _T],
+  reference: Callable[..., _T],
+  default: Callable[..., _T] | None = None,
+) -> Callable[..., _T]:
   """The implementation of `kernel` for `target`. `tpu` and `gpu` take a keyword
   `interpret: bool`; `default` (the reference unless given) serves other platforms under
   "auto", which logs once when the default backend is such a platform."""
@@ -50,11 +57,17 @@ def dispatch(kernel: str, target: str | None, *, tpu: Callable[..., _T], gpu: Ca
     return functools.partial(gpu, interpret=target.endswith("interpret"))
   backend = jax.default_backend()
   if backend not in ("tpu", "gpu"):
-    warn_once(kernel, f"the default backend is {backend}, so programs lowered for it run the "
-                      "jnp implementation (TPU/GPU lowerings get the Pallas kernels)")
+    warn_once(
+      kernel,
+      f"the default backend is {backend}, so programs lowered for it run the "
+      "jnp implementation (TPU/GPU lowerings get the Pallas kernels)",
+    )
   return lambda *args: jax.lax.platform_dependent(
-      *args, tpu=functools.partial(tpu, interpret=False),
-      cuda=functools.partial(gpu, interpret=False), default=default or reference)
+    *args,
+    tpu=functools.partial(tpu, interpret=False),
+    cuda=functools.partial(gpu, interpret=False),
+    default=default or reference,
+  )
 
 
 def warn_once(kernel: str, reason: str) -> None:

@@ -61,8 +61,7 @@ def _fwd_kernel(x_ref, s_ref, h_ref, *, neuron: _Neuron):
     h_ref[t] = h
     return neuron.reset(h, s)
 
-  jax.lax.fori_loop(0, x_ref.shape[0], step,
-                    jnp.full(x_ref.shape[1:], neuron.v_reset, jnp.float32))
+  jax.lax.fori_loop(0, x_ref.shape[0], step, jnp.full(x_ref.shape[1:], neuron.v_reset, jnp.float32))
 
 
 def _bwd_kernel(h_ref, ds_ref, dx_ref, *, neuron: _Neuron):
@@ -95,12 +94,19 @@ def _tiled_call(kernel, arrays, out_dtypes, *, platform, block, interpret, name)
     spec = pl.BlockSpec((steps, width), lambda i: (0, i))
     grid = tiled[1] // width
     params = plgpu.CompilerParams(num_warps=4)
-  flat = [pad_axis(a.reshape(steps, neurons), 1, math.prod(tiled[1:])).reshape(tiled)
-          for a in arrays]
+  flat = [
+    pad_axis(a.reshape(steps, neurons), 1, math.prod(tiled[1:])).reshape(tiled) for a in arrays
+  ]
   outs = pl.pallas_call(
-      kernel, grid=(grid,), in_specs=[spec] * len(flat), out_specs=[spec] * len(out_dtypes),
-      out_shape=[jax.ShapeDtypeStruct(tiled, d) for d in out_dtypes],
-      compiler_params=params, interpret=interpret, name=name)(*flat)
+    kernel,
+    grid=(grid,),
+    in_specs=[spec] * len(flat),
+    out_specs=[spec] * len(out_dtypes),
+    out_shape=[jax.ShapeDtypeStruct(tiled, d) for d in out_dtypes],
+    compiler_params=params,
+    interpret=interpret,
+    name=name,
+  )(*flat)
   return [o.reshape(steps, -1)[:, :neurons].reshape((steps,) + shape) for o in outs]
 
 
@@ -112,25 +118,46 @@ class _Impl:
 
   def _pick(self, kernel, out_dtypes, reference, name):
     def run(platform, block, *arrays, interpret):
-      return tuple(_tiled_call(kernel, list(arrays), out_dtypes(*arrays), platform=platform,
-                               block=block, interpret=interpret, name=name))
+      return tuple(
+        _tiled_call(
+          kernel,
+          list(arrays),
+          out_dtypes(*arrays),
+          platform=platform,
+          block=block,
+          interpret=interpret,
+          name=name,
+        )
+      )
 
-    return dispatch("lif_multistep", self.target,
-                    tpu=functools.partial(run, "tpu", self.block_rows),
-                    gpu=functools.partial(run, "gpu", self.block_gpu), reference=reference)
+    return dispatch(
+      "lif_multistep",
+      self.target,
+      tpu=functools.partial(run, "tpu", self.block_rows),
+      gpu=functools.partial(run, "gpu", self.block_gpu),
+      reference=reference,
+    )
 
   def forward(self, x, neuron):
-    return self._pick(functools.partial(_fwd_kernel, neuron=neuron),
-                      lambda x: [x.dtype, jnp.float32],
-                      functools.partial(scan_forward, neuron=neuron), "lif_fwd")(x)
+    return self._pick(
+      functools.partial(_fwd_kernel, neuron=neuron),
+      lambda x: [x.dtype, jnp.float32],
+      functools.partial(scan_forward, neuron=neuron),
+      "lif_fwd",
+    )(x)
 
   def backward(self, h, ds, neuron):
-    return self._pick(functools.partial(_bwd_kernel, neuron=neuron), lambda h, ds: [ds.dtype],
-                      functools.partial(scan_backward, neuron=neuron), "lif_bwd")(h, ds)
+    return self._pick(
+      functools.partial(_bwd_kernel, neuron=neuron),
+      lambda h, ds: [ds.dtype],
+      functools.partial(scan_backward, neuron=neuron),
+      "lif_bwd",
+    )(h, ds)
 
 
 def scan_forward(x, *, neuron: _Neuron):
   """The kernels' forward as a jnp scan: (spikes in x.dtype, float32 charges H)."""
+
   def step(v, x_t):
     h = neuron.charge(v, x_t.astype(jnp.float32))
     s = neuron.fire(h)
@@ -141,6 +168,7 @@ def scan_forward(x, *, neuron: _Neuron):
 
 def scan_backward(h, ds, *, neuron: _Neuron):
   """The kernels' backward as a reverse jnp scan: (dX,)."""
+
   def step(dv, inputs):
     h_t, ds_t = inputs
     dh = neuron.charge_grad(h_t, ds_t.astype(jnp.float32), dv)
@@ -166,14 +194,24 @@ def _lif_bwd(neuron, impl, charges, ds):
 _lif.defvjp(_lif_fwd, _lif_bwd)
 
 
-def lif_multistep(x_seq: jax.Array, tau: float = 2.0, v_th: float = 1.0,
-                  surrogate: Surrogate = Surrogate(), v_reset: float = 0.0, *,
-                  target: str | None = None, block_rows: int = 64,
-                  block_gpu: int = 1024) -> jax.Array:
+def lif_multistep(
+  x_seq: jax.Array,
+  tau: float = 2.0,
+  v_th: float = 1.0,
+  surrogate: Surrogate = Surrogate(),
+  v_reset: float = 0.0,
+  *,
+  target: str | None = None,
+  block_rows: int = 64,
+  block_gpu: int = 1024,
+) -> jax.Array:
   """Input current [T, ...] -> spikes [T, ...] (x_seq.dtype), differentiable via `surrogate`.
   `target` as in `jaxlab.kernels.dispatch`; "reference" is `lif_reference`'s jnp scan."""
   target = resolve_target(target)
   if target == "reference":
     return reference_lif(x_seq, tau, v_th, surrogate, v_reset)
-  return _lif(x_seq, _Neuron(float(tau), float(v_th), float(v_reset), surrogate),
-              _Impl(target, block_rows, block_gpu))
+  return _lif(
+    x_seq,
+    _Neuron(float(tau), float(v_th), float(v_reset), surrogate),
+    _Impl(target, block_rows, block_gpu),
+  )

@@ -24,6 +24,7 @@ class Surrogate:
   arctan:  dS/dx = (alpha / 2) / (1 + (pi * alpha * x / 2)^2)
   sigmoid: dS/dx = alpha * sigmoid(alpha * x) * (1 - sigmoid(alpha * x))
   """
+
   kind: str = "arctan"
   alpha: float = 2.0
 
@@ -51,8 +52,13 @@ def _spike_jvp(surrogate: Surrogate, primals, tangents):
   return spike(x, surrogate), surrogate.gradient(x) * x_dot
 
 
-def lif_multistep(x_seq: jax.Array, tau: float = 2.0, v_th: float = 1.0,
-                  surrogate: Surrogate = Surrogate(), v_reset: float = 0.0) -> jax.Array:
+def lif_multistep(
+  x_seq: jax.Array,
+  tau: float = 2.0,
+  v_th: float = 1.0,
+  surrogate: Surrogate = Surrogate(),
+  v_reset: float = 0.0,
+) -> jax.Array:
   """Leaky integrate-and-fire over the leading time axis: input current [T, ...] -> spikes [T, ...].
 
   Per step: charge H = V + (X - (V - V_reset)) / tau, fire S = Heaviside(H - V_th), hard reset

@@ -49,8 +49,12 @@ def _chunk(head, targets, c, chunk):
   vocab = head.shape[1]
   start = jnp.minimum(c * chunk, vocab - chunk)
   cols = start + jnp.arange(chunk)
-  return (jax.lax.dynamic_slice_in_dim(head, start, chunk, axis=1), start,
-          cols[None, :] >= c * chunk, cols[None, :] == targets[:, None])
+  return (
+    jax.lax.dynamic_slice_in_dim(head, start, chunk, axis=1),
+    start,
+    cols[None, :] >= c * chunk,
+    cols[None, :] == targets[:, None],
+  )
 
 
 def chunked_forward(hidden, head, targets, *, chunk_size: int = 512):
@@ -84,8 +88,9 @@ def chunked_backward(hidden, head, targets, lse, coef, *, chunk_size: int = 512)
     dh = dh + jnp.dot(g.astype(w.dtype), w.T, preferred_element_type=jnp.float32)
     dw_chunk = jnp.dot(hidden.T, g.astype(hidden.dtype), preferred_element_type=jnp.float32)
     old = jax.lax.dynamic_slice_in_dim(dw, start, chunk, axis=1)
-    return dh, jax.lax.dynamic_update_slice_in_dim(dw, (old + dw_chunk).astype(dw.dtype), start,
-                                                   axis=1)
+    return dh, jax.lax.dynamic_update_slice_in_dim(
+      dw, (old + dw_chunk).astype(dw.dtype), start, axis=1
+    )
 
   init = (jnp.zeros(hidden.shape, jnp.float32), jnp.zeros(head.shape, head.dtype))
   dh, dw = jax.lax.fori_loop(0, -(-vocab // chunk), body, init)
@@ -102,8 +107,14 @@ class _Impl:
     sizes = dict(chunk_size=self.chunk_size)
     tpu = functools.partial(tpu, block_tokens=self.block_tokens, **sizes)
     chunked = functools.partial(chunked, **sizes)
-    return dispatch("linear_cross_entropy", self.target, tpu=tpu, gpu=lambda *a, interpret: chunked(*a),
-                    reference=reference, default=chunked)
+    return dispatch(
+      "linear_cross_entropy",
+      self.target,
+      tpu=tpu,
+      gpu=lambda *a, interpret: chunked(*a),
+      reference=reference,
+      default=chunked,
+    )
 
   def forward(self, *args):
     return self._pick(linear_ce_tpu.forward, chunked_forward, reference_forward)(*args)
@@ -140,10 +151,16 @@ def _fused_bwd(impl, residuals, cotangents):
 _fused.defvjp(_fused_fwd, _fused_bwd)
 
 
-def fused_linear_cross_entropy(hidden: jax.Array, head: jax.Array, targets: jax.Array,
-                               weights: jax.Array, *, chunk_size: int = 512,
-                               block_tokens: int = 256, target: str | None = None,
-                               ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def fused_linear_cross_entropy(
+  hidden: jax.Array,
+  head: jax.Array,
+  targets: jax.Array,
+  weights: jax.Array,
+  *,
+  chunk_size: int = 512,
+  block_tokens: int = 256,
+  target: str | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(sum_n w_n * -log p(t_n | h_n), sum_n w_n, log p(t_n | h_n) [N] float32) for
   logits = hidden [N, D] @ head [D, V], computed in vocabulary chunks of `chunk_size` columns
   (on TPU in tiles of `block_tokens` rows). `target` as in `jaxlab.kernels.dispatch`.

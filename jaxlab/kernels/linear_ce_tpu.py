@@ -74,8 +74,9 @@ def _dh_kernel(h_ref, w_ref, t_ref, lse_ref, coef_ref, dh_ref, acc, *, vocab):
 
   g = _dlogits(h_ref, w_ref, t_ref, lse_ref, coef_ref, c, vocab)
   w = w_ref[...]
-  acc[...] += jax.lax.dot_general(g.astype(w.dtype), w, _NT_DIMS,
-                                  preferred_element_type=jnp.float32)
+  acc[...] += jax.lax.dot_general(
+    g.astype(w.dtype), w, _NT_DIMS, preferred_element_type=jnp.float32
+  )
 
   @pl.when(c == pl.num_programs(1) - 1)
   def _finish():
@@ -108,57 +109,90 @@ def _row_vector(x: jax.Array, length: int) -> jax.Array:
   return pad_axis(x, 0, length)[None, :]
 
 
-def forward(hidden, head, targets, *, chunk_size: int = 512, block_tokens: int = 256,
-            interpret: bool = False) -> tuple[jax.Array, jax.Array]:
+def forward(
+  hidden, head, targets, *, chunk_size: int = 512, block_tokens: int = 256, interpret: bool = False
+) -> tuple[jax.Array, jax.Array]:
   """hidden [N, D], head [D, V], targets [N] -> (logsumexp [N], target logit [N]), float32."""
   tokens, vocab = hidden.shape[0], head.shape[1]
   bn, bv, n_pad, v_pad, dim = _tiles(hidden, head, block_tokens, chunk_size)
   row_spec = pl.BlockSpec((1, bn), lambda i, c: (0, i))
   lse, tgt = pl.pallas_call(
-      functools.partial(_fwd_kernel, vocab=vocab),
-      grid=(n_pad // bn, v_pad // bv),
-      in_specs=[pl.BlockSpec((bn, dim), lambda i, c: (i, 0)),
-                pl.BlockSpec((dim, bv), lambda i, c: (0, c)), row_spec],
-      out_specs=[row_spec, row_spec],
-      out_shape=[jax.ShapeDtypeStruct((1, n_pad), jnp.float32)] * 2,
-      scratch_shapes=[pltpu.VMEM((bn, LANES), jnp.float32)] * 3,
-      compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
-      interpret=interpret, name="linear_ce_fwd",
-  )(pad_axis(hidden, 0, n_pad), pad_axis(head, 1, v_pad),
-    _row_vector(targets.astype(jnp.int32), n_pad))
+    functools.partial(_fwd_kernel, vocab=vocab),
+    grid=(n_pad // bn, v_pad // bv),
+    in_specs=[
+      pl.BlockSpec((bn, dim), lambda i, c: (i, 0)),
+      pl.BlockSpec((dim, bv), lambda i, c: (0, c)),
+      row_spec,
+    ],
+    out_specs=[row_spec, row_spec],
+    out_shape=[jax.ShapeDtypeStruct((1, n_pad), jnp.float32)] * 2,
+    scratch_shapes=[pltpu.VMEM((bn, LANES), jnp.float32)] * 3,
+    compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
+    interpret=interpret,
+    name="linear_ce_fwd",
+  )(
+    pad_axis(hidden, 0, n_pad),
+    pad_axis(head, 1, v_pad),
+    _row_vector(targets.astype(jnp.int32), n_pad),
+  )
   return lse[0, :tokens], tgt[0, :tokens]
 
 
-def backward(hidden, head, targets, lse, coef, *, chunk_size: int = 512,
-             block_tokens: int = 256, interpret: bool = False) -> tuple[jax.Array, jax.Array]:
+def backward(
+  hidden,
+  head,
+  targets,
+  lse,
+  coef,
+  *,
+  chunk_size: int = 512,
+  block_tokens: int = 256,
+  interpret: bool = False,
+) -> tuple[jax.Array, jax.Array]:
   """(dhidden, dhead) for dlogits = coef[:, None] * (softmax(logits) - onehot(targets))."""
   tokens, vocab = hidden.shape[0], head.shape[1]
   bn, bv, n_pad, v_pad, dim = _tiles(hidden, head, block_tokens, chunk_size)
-  args = (pad_axis(hidden, 0, n_pad), pad_axis(head, 1, v_pad),
-          _row_vector(targets.astype(jnp.int32), n_pad), _row_vector(lse, n_pad),
-          _row_vector(coef.astype(jnp.float32), n_pad))
+  args = (
+    pad_axis(hidden, 0, n_pad),
+    pad_axis(head, 1, v_pad),
+    _row_vector(targets.astype(jnp.int32), n_pad),
+    _row_vector(lse, n_pad),
+    _row_vector(coef.astype(jnp.float32), n_pad),
+  )
   row_spec = pl.BlockSpec((1, bn), lambda i, c: (0, i))
   dh = pl.pallas_call(
-      functools.partial(_dh_kernel, vocab=vocab),
-      grid=(n_pad // bn, v_pad // bv),
-      in_specs=[pl.BlockSpec((bn, dim), lambda i, c: (i, 0)),
-                pl.BlockSpec((dim, bv), lambda i, c: (0, c)), row_spec, row_spec, row_spec],
-      out_specs=pl.BlockSpec((bn, dim), lambda i, c: (i, 0)),
-      out_shape=jax.ShapeDtypeStruct((n_pad, dim), hidden.dtype),
-      scratch_shapes=[pltpu.VMEM((bn, dim), jnp.float32)],
-      compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
-      interpret=interpret, name="linear_ce_dhidden",
+    functools.partial(_dh_kernel, vocab=vocab),
+    grid=(n_pad // bn, v_pad // bv),
+    in_specs=[
+      pl.BlockSpec((bn, dim), lambda i, c: (i, 0)),
+      pl.BlockSpec((dim, bv), lambda i, c: (0, c)),
+      row_spec,
+      row_spec,
+      row_spec,
+    ],
+    out_specs=pl.BlockSpec((bn, dim), lambda i, c: (i, 0)),
+    out_shape=jax.ShapeDtypeStruct((n_pad, dim), hidden.dtype),
+    scratch_shapes=[pltpu.VMEM((bn, dim), jnp.float32)],
+    compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
+    interpret=interpret,
+    name="linear_ce_dhidden",
   )(*args)
   row_spec = pl.BlockSpec((1, bn), lambda c, i: (0, i))
   dw = pl.pallas_call(
-      functools.partial(_dw_kernel, vocab=vocab),
-      grid=(v_pad // bv, n_pad // bn),
-      in_specs=[pl.BlockSpec((bn, dim), lambda c, i: (i, 0)),
-                pl.BlockSpec((dim, bv), lambda c, i: (0, c)), row_spec, row_spec, row_spec],
-      out_specs=pl.BlockSpec((dim, bv), lambda c, i: (0, c)),
-      out_shape=jax.ShapeDtypeStruct((dim, v_pad), head.dtype),
-      scratch_shapes=[pltpu.VMEM((dim, bv), jnp.float32)],
-      compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
-      interpret=interpret, name="linear_ce_dhead",
+    functools.partial(_dw_kernel, vocab=vocab),
+    grid=(v_pad // bv, n_pad // bn),
+    in_specs=[
+      pl.BlockSpec((bn, dim), lambda c, i: (i, 0)),
+      pl.BlockSpec((dim, bv), lambda c, i: (0, c)),
+      row_spec,
+      row_spec,
+      row_spec,
+    ],
+    out_specs=pl.BlockSpec((dim, bv), lambda c, i: (0, c)),
+    out_shape=jax.ShapeDtypeStruct((dim, v_pad), head.dtype),
+    scratch_shapes=[pltpu.VMEM((dim, bv), jnp.float32)],
+    compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
+    interpret=interpret,
+    name="linear_ce_dhead",
   )(*args)
   return dh[:tokens], dw[:, :vocab]

@@ -23,8 +23,7 @@ from jax.experimental import pallas as pl
 from jaxlab.kernels import xnor_kernels
 from jaxlab.kernels.dispatch import dispatch, resolve_target
 from jaxlab.kernels.tiling import pad_axis, round_up
-from jaxlab.kernels.xnor_attention_reference import (append_position_codes,
-                                                      reference_xnor_attention)
+from jaxlab.kernels.xnor_attention_reference import append_position_codes, reference_xnor_attention
 
 
 def _signed_reference(q, k, v, *, dim):
@@ -42,19 +41,29 @@ class _Impl:
 
   def _call(self, tpu, gpu, reference, *args):
     sizes = dict(dim=self.dim, block_q=self.block_q, block_kv=self.block_kv)
-    return dispatch("xnor_attention", self.target, tpu=functools.partial(tpu, **sizes),
-                    gpu=functools.partial(gpu, **sizes), reference=reference)(*args)
+    return dispatch(
+      "xnor_attention",
+      self.target,
+      tpu=functools.partial(tpu, **sizes),
+      gpu=functools.partial(gpu, **sizes),
+      reference=reference,
+    )(*args)
 
   def forward(self, q, k, v):
-    return self._call(xnor_kernels.tpu_forward, xnor_kernels.gpu_forward,
-                      functools.partial(_signed_reference, dim=self.dim), q, k, v)
+    return self._call(
+      xnor_kernels.tpu_forward,
+      xnor_kernels.gpu_forward,
+      functools.partial(_signed_reference, dim=self.dim),
+      q,
+      k,
+      v,
+    )
 
   def backward(self, q, k, v, do):
     def reference(q, k, v, do):
       return jax.vjp(functools.partial(_signed_reference, dim=self.dim), q, k, v)[1](do)
 
-    return self._call(xnor_kernels.tpu_backward, xnor_kernels.gpu_backward, reference,
-                      q, k, v, do)
+    return self._call(xnor_kernels.tpu_backward, xnor_kernels.gpu_backward, reference, q, k, v, do)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -81,9 +90,17 @@ def _signed(x: jax.Array, codes: jax.Array | None, length: int, features: int) -
   return pad_axis(pad_axis(x, 1, length), 2, features)
 
 
-def xnor_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: jax.Array | float,
-                   codes: jax.Array | None = None, *, target: str | None = None,
-                   block_q: int = 128, block_kv: int = 128) -> jax.Array:
+def xnor_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  scale: jax.Array | float,
+  codes: jax.Array | None = None,
+  *,
+  target: str | None = None,
+  block_q: int = 128,
+  block_kv: int = 128,
+) -> jax.Array:
   """((XNOR(q, k) + nb - Hamming(codes_i, codes_j)) v) * scale for binary q, k [..., L, D],
   v [..., L, Dv], codes [L, nb] or None; gradients for q, k, v and scale. `target` as in
   `jaxlab.kernels.dispatch`."""

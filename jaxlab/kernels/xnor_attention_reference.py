@@ -19,8 +19,9 @@ def xnor_attention_scores(q: jax.Array, k: jax.Array) -> jax.Array:
   return dim - q.sum(-1)[..., :, None] - k.sum(-1)[..., None, :] + matches
 
 
-def xnor_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: jax.Array | float,
-                   bias: jax.Array | None = None) -> jax.Array:
+def xnor_attention(
+  q: jax.Array, k: jax.Array, v: jax.Array, scale: jax.Array | float, bias: jax.Array | None = None
+) -> jax.Array:
   """XNOR attention before its output neuron: ((XNOR(Q, K) + bias) V) * scale.
 
   `bias` [Lq, Lk] is an additive relative-position term (the Log-PE Toeplitz matrix)."""
@@ -36,8 +37,9 @@ def append_position_codes(x: jax.Array, codes: jax.Array) -> jax.Array:
   return jnp.concatenate([x, codes], axis=-1)
 
 
-def reference_xnor_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: jax.Array | float,
-                             codes: jax.Array | None = None) -> jax.Array:
+def reference_xnor_attention(
+  q: jax.Array, k: jax.Array, v: jax.Array, scale: jax.Array | float, codes: jax.Array | None = None
+) -> jax.Array:
   """XNOR attention with the Gray codes appended to q and k: the kernels' signature."""
   if codes is not None:
     q, k = append_position_codes(q, codes), append_position_codes(k, codes)

@@ -37,6 +37,7 @@ def _mm(a, b):
 
 # TPU: the innermost grid axis reduces into VMEM scratch.
 
+
 def _accumulate(acc, update, out_ref, axis=2):
   j = pl.program_id(axis)
 
@@ -70,47 +71,66 @@ def tpu_forward(q, k, v, *, dim, block_q, block_kv, interpret):
   """q, k [N, Lq, F] / [N, Lk, F] (+-1, padded), v [N, Lk, Dv] -> S V [N, Lq, Dv]."""
   (n, lq, f), lk, dv = q.shape, k.shape[1], v.shape[2]
   return pl.pallas_call(
-      functools.partial(_tpu_fwd_kernel, dim=dim),
-      grid=(n, lq // block_q, lk // block_kv),
-      in_specs=[pl.BlockSpec((None, block_q, f), lambda b, i, j: (b, i, 0)),
-                pl.BlockSpec((None, block_kv, f), lambda b, i, j: (b, j, 0)),
-                pl.BlockSpec((None, block_kv, dv), lambda b, i, j: (b, j, 0))],
-      out_specs=pl.BlockSpec((None, block_q, dv), lambda b, i, j: (b, i, 0)),
-      out_shape=jax.ShapeDtypeStruct((n, lq, dv), v.dtype),
-      scratch_shapes=[pltpu.VMEM((block_q, dv), jnp.float32)],
-      compiler_params=_TPU_PARAMS, interpret=interpret, name="xnor_attention_fwd")(q, k, v)
+    functools.partial(_tpu_fwd_kernel, dim=dim),
+    grid=(n, lq // block_q, lk // block_kv),
+    in_specs=[
+      pl.BlockSpec((None, block_q, f), lambda b, i, j: (b, i, 0)),
+      pl.BlockSpec((None, block_kv, f), lambda b, i, j: (b, j, 0)),
+      pl.BlockSpec((None, block_kv, dv), lambda b, i, j: (b, j, 0)),
+    ],
+    out_specs=pl.BlockSpec((None, block_q, dv), lambda b, i, j: (b, i, 0)),
+    out_shape=jax.ShapeDtypeStruct((n, lq, dv), v.dtype),
+    scratch_shapes=[pltpu.VMEM((block_q, dv), jnp.float32)],
+    compiler_params=_TPU_PARAMS,
+    interpret=interpret,
+    name="xnor_attention_fwd",
+  )(q, k, v)
 
 
 def tpu_backward(q, k, v, do, *, dim, block_q, block_kv, interpret):
   """(dQ, dK, dV) of S V for the +-1 inputs, from the output cotangent do [N, Lq, Dv]."""
   (n, lq, f), lk, dv = q.shape, k.shape[1], v.shape[2]
   dq = pl.pallas_call(
-      _tpu_dq_kernel,
-      grid=(n, lq // block_q, lk // block_kv),
-      in_specs=[pl.BlockSpec((None, block_kv, f), lambda b, i, j: (b, j, 0)),
-                pl.BlockSpec((None, block_kv, dv), lambda b, i, j: (b, j, 0)),
-                pl.BlockSpec((None, block_q, dv), lambda b, i, j: (b, i, 0))],
-      out_specs=pl.BlockSpec((None, block_q, f), lambda b, i, j: (b, i, 0)),
-      out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
-      scratch_shapes=[pltpu.VMEM((block_q, f), jnp.float32)],
-      compiler_params=_TPU_PARAMS, interpret=interpret, name="xnor_attention_dq")(k, v, do)
+    _tpu_dq_kernel,
+    grid=(n, lq // block_q, lk // block_kv),
+    in_specs=[
+      pl.BlockSpec((None, block_kv, f), lambda b, i, j: (b, j, 0)),
+      pl.BlockSpec((None, block_kv, dv), lambda b, i, j: (b, j, 0)),
+      pl.BlockSpec((None, block_q, dv), lambda b, i, j: (b, i, 0)),
+    ],
+    out_specs=pl.BlockSpec((None, block_q, f), lambda b, i, j: (b, i, 0)),
+    out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
+    scratch_shapes=[pltpu.VMEM((block_q, f), jnp.float32)],
+    compiler_params=_TPU_PARAMS,
+    interpret=interpret,
+    name="xnor_attention_dq",
+  )(k, v, do)
   kv_spec = pl.BlockSpec((None, block_kv, f), lambda b, j, i: (b, j, 0))
   v_spec = pl.BlockSpec((None, block_kv, dv), lambda b, j, i: (b, j, 0))
   dk, dvv = pl.pallas_call(
-      functools.partial(_tpu_dkv_kernel, dim=dim),
-      grid=(n, lk // block_kv, lq // block_q),
-      in_specs=[pl.BlockSpec((None, block_q, f), lambda b, j, i: (b, i, 0)), kv_spec, v_spec,
-                pl.BlockSpec((None, block_q, dv), lambda b, j, i: (b, i, 0))],
-      out_specs=[kv_spec, v_spec],
-      out_shape=[jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
-      scratch_shapes=[pltpu.VMEM((block_kv, f), jnp.float32),
-                      pltpu.VMEM((block_kv, dv), jnp.float32)],
-      compiler_params=_TPU_PARAMS, interpret=interpret, name="xnor_attention_dkv",
+    functools.partial(_tpu_dkv_kernel, dim=dim),
+    grid=(n, lk // block_kv, lq // block_q),
+    in_specs=[
+      pl.BlockSpec((None, block_q, f), lambda b, j, i: (b, i, 0)),
+      kv_spec,
+      v_spec,
+      pl.BlockSpec((None, block_q, dv), lambda b, j, i: (b, i, 0)),
+    ],
+    out_specs=[kv_spec, v_spec],
+    out_shape=[jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
+    scratch_shapes=[
+      pltpu.VMEM((block_kv, f), jnp.float32),
+      pltpu.VMEM((block_kv, dv), jnp.float32),
+    ],
+    compiler_params=_TPU_PARAMS,
+    interpret=interpret,
+    name="xnor_attention_dkv",
   )(q, k, v, do)
   return dq, dk, dvv
 
 
 # GPU: one program per block of the output, looping over the other sequence.
+
 
 def _loop(n_blocks, block, body, init):
   return jax.lax.fori_loop(0, n_blocks, lambda j, c: body(pl.ds(j * block, block), c), init)
@@ -154,15 +174,19 @@ def gpu_forward(q, k, v, *, dim, block_q, block_kv, interpret):
   """As `tpu_forward`; feature dims must be powers of two."""
   (n, lq, f), lk, dv = q.shape, k.shape[1], v.shape[2]
   return pl.pallas_call(
-      functools.partial(_gpu_fwd_kernel, dim=dim, block_kv=block_kv),
-      grid=(n, lq // block_q),
-      in_specs=[pl.BlockSpec((None, block_q, f), lambda b, i: (b, i, 0)),
-                pl.BlockSpec((None, lk, f), lambda b, i: (b, 0, 0)),
-                pl.BlockSpec((None, lk, dv), lambda b, i: (b, 0, 0))],
-      out_specs=pl.BlockSpec((None, block_q, dv), lambda b, i: (b, i, 0)),
-      out_shape=jax.ShapeDtypeStruct((n, lq, dv), v.dtype),
-      compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=2),
-      interpret=interpret, name="xnor_attention_fwd")(q, k, v)
+    functools.partial(_gpu_fwd_kernel, dim=dim, block_kv=block_kv),
+    grid=(n, lq // block_q),
+    in_specs=[
+      pl.BlockSpec((None, block_q, f), lambda b, i: (b, i, 0)),
+      pl.BlockSpec((None, lk, f), lambda b, i: (b, 0, 0)),
+      pl.BlockSpec((None, lk, dv), lambda b, i: (b, 0, 0)),
+    ],
+    out_specs=pl.BlockSpec((None, block_q, dv), lambda b, i: (b, i, 0)),
+    out_shape=jax.ShapeDtypeStruct((n, lq, dv), v.dtype),
+    compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=2),
+    interpret=interpret,
+    name="xnor_attention_fwd",
+  )(q, k, v)
 
 
 def gpu_backward(q, k, v, do, *, dim, block_q, block_kv, interpret):
@@ -170,23 +194,34 @@ def gpu_backward(q, k, v, do, *, dim, block_q, block_kv, interpret):
   (n, lq, f), lk, dv = q.shape, k.shape[1], v.shape[2]
   params = plgpu.CompilerParams(num_warps=4, num_stages=2)
   dq = pl.pallas_call(
-      functools.partial(_gpu_dq_kernel, block_kv=block_kv),
-      grid=(n, lq // block_q),
-      in_specs=[pl.BlockSpec((None, lk, f), lambda b, i: (b, 0, 0)),
-                pl.BlockSpec((None, lk, dv), lambda b, i: (b, 0, 0)),
-                pl.BlockSpec((None, block_q, dv), lambda b, i: (b, i, 0))],
-      out_specs=pl.BlockSpec((None, block_q, f), lambda b, i: (b, i, 0)),
-      out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
-      compiler_params=params, interpret=interpret, name="xnor_attention_dq")(k, v, do)
+    functools.partial(_gpu_dq_kernel, block_kv=block_kv),
+    grid=(n, lq // block_q),
+    in_specs=[
+      pl.BlockSpec((None, lk, f), lambda b, i: (b, 0, 0)),
+      pl.BlockSpec((None, lk, dv), lambda b, i: (b, 0, 0)),
+      pl.BlockSpec((None, block_q, dv), lambda b, i: (b, i, 0)),
+    ],
+    out_specs=pl.BlockSpec((None, block_q, f), lambda b, i: (b, i, 0)),
+    out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
+    compiler_params=params,
+    interpret=interpret,
+    name="xnor_attention_dq",
+  )(k, v, do)
   kv_spec = pl.BlockSpec((None, block_kv, f), lambda b, j: (b, j, 0))
   v_spec = pl.BlockSpec((None, block_kv, dv), lambda b, j: (b, j, 0))
   dk, dvv = pl.pallas_call(
-      functools.partial(_gpu_dkv_kernel, dim=dim, block_q=block_q),
-      grid=(n, lk // block_kv),
-      in_specs=[pl.BlockSpec((None, lq, f), lambda b, j: (b, 0, 0)), kv_spec, v_spec,
-                pl.BlockSpec((None, lq, dv), lambda b, j: (b, 0, 0))],
-      out_specs=[kv_spec, v_spec],
-      out_shape=[jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
-      compiler_params=params, interpret=interpret, name="xnor_attention_dkv",
+    functools.partial(_gpu_dkv_kernel, dim=dim, block_q=block_q),
+    grid=(n, lk // block_kv),
+    in_specs=[
+      pl.BlockSpec((None, lq, f), lambda b, j: (b, 0, 0)),
+      kv_spec,
+      v_spec,
+      pl.BlockSpec((None, lq, dv), lambda b, j: (b, 0, 0)),
+    ],
+    out_specs=[kv_spec, v_spec],
+    out_shape=[jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
+    compiler_params=params,
+    interpret=interpret,
+    name="xnor_attention_dkv",
   )(q, k, v, do)
   return dq, dk, dvv

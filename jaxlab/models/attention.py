@@ -6,7 +6,7 @@ skip invisible tiles on their own.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -16,8 +16,15 @@ from jaxlab.kernels.attention_reference import xla_attention
 AttentionFn = Callable[..., jax.Array]
 
 
-def pallas_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, query_block: int = 0,
-                     kv_heads_first: bool = False, **kwargs) -> jax.Array:
+def pallas_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  query_block: int = 0,
+  kv_heads_first: bool = False,
+  **kwargs,
+) -> jax.Array:
   """Flash-attention kernels by platform. They skip invisible tiles themselves, so
   `query_block` is not needed."""
   del query_block

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +45,7 @@ class DLLOptions:
   is_first: the input is data, so no error is sent down (xi_0 = 0) and Theta never changes.
   clip: bound on the error sent down and on dW, dTheta (inf: none). scale: factor on dW, dTheta.
   """
+
   form: str = "inner"
   activation: str = "tanh"
   theta_sign: float = 1.0
@@ -57,8 +58,9 @@ class DLLOptions:
     if self.form not in FORMS:
       raise ValueError(f"unknown DLL form {self.form!r}; choose one of {', '.join(FORMS)}")
     if self.activation not in ACTIVATIONS:
-      raise ValueError(f"unknown activation {self.activation!r}; choose one of "
-                       f"{', '.join(ACTIVATIONS)}")
+      raise ValueError(
+        f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+      )
     if self.theta_sign not in (1.0, -1.0):
       raise ValueError(f"theta_sign must be +1 or -1, got {self.theta_sign}")
 
@@ -85,12 +87,14 @@ def matmul(u: jax.Array, w: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class Conv2D:
   """NHWC input, HWIO kernel; a hashable linear map so it can select a custom-VJP rule."""
+
   strides: tuple[int, int] = (1, 1)
   padding: str = "SAME"
 
   def __call__(self, u: jax.Array, w: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(u, w, self.strides, self.padding,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+      u, w, self.strides, self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def clip_values(x: jax.Array, bound: float) -> jax.Array:
@@ -99,8 +103,9 @@ def clip_values(x: jax.Array, bound: float) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 4))
-def _dll_layer(linear: LinearMap, u: jax.Array, w: jax.Array, theta: jax.Array,
-               options: DLLOptions) -> jax.Array:
+def _dll_layer(
+  linear: LinearMap, u: jax.Array, w: jax.Array, theta: jax.Array, options: DLLOptions
+) -> jax.Array:
   del theta  # only the backward rule reads Theta
   return forward(linear, u, w, options.form, options.activation)
 
@@ -138,7 +143,8 @@ def _dll_layer_bwd(linear, options, residuals, g):
     d_theta = jnp.zeros_like(theta)
   else:
     d_theta = options.theta_sign * clip_values(
-        options.scale * kernel_transpose(theta_presynaptic, delta), options.clip)
+      options.scale * kernel_transpose(theta_presynaptic, delta), options.clip
+    )
   if options.is_first:
     xi_in = jnp.zeros_like(u)
   return -xi_in, -d_w, -d_theta
@@ -152,8 +158,9 @@ def dll_dense(u: jax.Array, w: jax.Array, theta: jax.Array, options: DLLOptions)
   return _dll_layer(matmul, u, w, theta, options)
 
 
-def dll_conv(u: jax.Array, w: jax.Array, theta: jax.Array, options: DLLOptions,
-             conv: Conv2D = Conv2D()) -> jax.Array:
+def dll_conv(
+  u: jax.Array, w: jax.Array, theta: jax.Array, options: DLLOptions, conv: Conv2D = Conv2D()
+) -> jax.Array:
   """Conv DLL layer, u NHWC, W and Theta HWIO; the error goes down through Theta's transposed
   convolution."""
   return _dll_layer(conv, u, w, theta, options)
@@ -169,6 +176,7 @@ class LearningRule:
   FA is the DLL machinery with a fixed random feedback matrix (Theta, never updated), no scaling
   and no clipping: the weight update is then backprop's gradient with B = Theta in place of W.
   """
+
   method: str = "dll"
   form: str = "inner"
   theta_sign: float = 1.0
@@ -189,14 +197,28 @@ class LearningRule:
     if self.method == "bp":
       return None
     if self.method == "fa":
-      return DLLOptions(self.form, activation, freeze_theta=True, is_first=is_first,
-                        clip=math.inf, scale=1.0)
-    return DLLOptions(self.form, activation, self.theta_sign, freeze_theta=not self.learns_theta,
-                      is_first=is_first, clip=self.clip, scale=self.scale)
+      return DLLOptions(
+        self.form, activation, freeze_theta=True, is_first=is_first, clip=math.inf, scale=1.0
+      )
+    return DLLOptions(
+      self.form,
+      activation,
+      self.theta_sign,
+      freeze_theta=not self.learns_theta,
+      is_first=is_first,
+      clip=self.clip,
+      scale=self.scale,
+    )
 
 
-def layer(rule: LearningRule, params: dict[str, jax.Array], u: jax.Array, activation: str,
-          is_first: bool, linear: LinearMap = matmul) -> jax.Array:
+def layer(
+  rule: LearningRule,
+  params: dict[str, jax.Array],
+  u: jax.Array,
+  activation: str,
+  is_first: bool,
+  linear: LinearMap = matmul,
+) -> jax.Array:
   """One dense (or, with `linear=Conv2D(...)`, conv) layer {"w", "theta"} learning by `rule`."""
   options = rule.options(activation, is_first)
   if options is None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -35,6 +36,7 @@ class NetConfig:
   """The `model` section of a DLL config. `hidden` is the dense hidden widths (mlp, cnn) or the
   recurrent width (rnn); `channels` and `pools` (one per conv) are the cnn's. Sequences are
   stored as tuples (config.json gives lists), so the config stays hashable."""
+
   kind: str
   hidden: int | tuple[int, ...]
   channels: tuple[int, ...] = ()
@@ -47,7 +49,7 @@ class NetConfig:
         object.__setattr__(self, name, tuple(value))
 
   @classmethod
-  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "NetConfig":
+  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> NetConfig:
     """Reads the `model` section: unknown keys and a missing kind or hidden are a ConfigError."""
     return settings_from_section(cls, model_cfg, "model")
 
@@ -58,8 +60,9 @@ class NetConfig:
     if self.kind == "rnn" and not isinstance(self.hidden, int):
       raise ValueError(f"model.hidden for model.kind='rnn' is one width, got {self.hidden!r}")
     if self.kind != "rnn" and isinstance(self.hidden, int):
-      raise ValueError(f"model.hidden for model.kind={self.kind!r} is a sequence of widths, "
-                       f"got {self.hidden!r}")
+      raise ValueError(
+        f"model.hidden for model.kind={self.kind!r} is a sequence of widths, got {self.hidden!r}"
+      )
     if self.kind == "cnn":
       if not self.channels:
         raise ValueError("model.kind='cnn' needs model.channels")
@@ -72,6 +75,7 @@ class NetConfig:
 @dataclasses.dataclass(frozen=True)
 class Net:
   """init(rng) -> params; apply(params, inputs) -> logits (last axis = classes)."""
+
   init: Callable[[jax.Array], Params]
   apply: Callable[[Params, jax.Array], jax.Array]
 
@@ -82,15 +86,18 @@ def _normals(rng: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Arra
   sizes = [math.prod(shape) for shape in shapes]
   flat = jax.random.normal(rng, (sum(sizes),))
   offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-  return [flat[o:o + n].reshape(shape) for o, n, shape in zip(offsets, sizes, shapes)]
+  return [flat[o : o + n].reshape(shape) for o, n, shape in zip(offsets, sizes, shapes)]
 
 
-def _layers(rng: jax.Array, shapes: Sequence[tuple[int, ...]],
-            theta_std: float) -> list[dict[str, jax.Array]]:
+def _layers(
+  rng: jax.Array, shapes: Sequence[tuple[int, ...]], theta_std: float
+) -> list[dict[str, jax.Array]]:
   """{"w", "theta"} per layer of `shapes`, W ~ N(0, W_STD^2) and Theta ~ N(0, theta_std^2)."""
   normals = _normals(rng, [*shapes, *shapes])
-  return [{"w": W_STD * w, "theta": theta_std * theta}
-          for w, theta in zip(normals[:len(shapes)], normals[len(shapes):])]
+  return [
+    {"w": W_STD * w, "theta": theta_std * theta}
+    for w, theta in zip(normals[: len(shapes)], normals[len(shapes) :])
+  ]
 
 
 def _dense_activations(num_layers: int, form: str) -> list[str]:
@@ -126,13 +133,22 @@ def _pool(x: jax.Array, kind: str) -> jax.Array:
   return x
 
 
-def cnn(input_shape: Sequence[int], channels: Sequence[int], pools: Sequence[str],
-        hidden: Sequence[int], num_classes: int, rule: LearningRule, kernel_size: int = 3) -> Net:
+def cnn(
+  input_shape: Sequence[int],
+  channels: Sequence[int],
+  pools: Sequence[str],
+  hidden: Sequence[int],
+  num_classes: int,
+  rule: LearningRule,
+  kernel_size: int = 3,
+) -> Net:
   """Inner-form tanh convs (SAME padding), each followed by a 2x2 pool ("max", "avg", "none";
   pooling keeps its ordinary VJP), then tanh dense layers and linear logits."""
   height, width, in_channels = input_shape
-  conv_shapes = [(kernel_size, kernel_size, c_in, c_out)
-                 for c_in, c_out in zip([in_channels, *channels[:-1]], channels)]
+  conv_shapes = [
+    (kernel_size, kernel_size, c_in, c_out)
+    for c_in, c_out in zip([in_channels, *channels[:-1]], channels)
+  ]
   for kind in pools:
     if kind != "none":
       height, width = height // 2, width // 2
@@ -142,8 +158,10 @@ def cnn(input_shape: Sequence[int], channels: Sequence[int], pools: Sequence[str
 
   def init(rng):
     conv_rng, dense_rng = jax.random.split(rng)
-    return {"conv": _layers(conv_rng, conv_shapes, CONV_THETA_STD),
-            "dense": _layers(dense_rng, dense_shapes, DENSE_THETA_STD)}
+    return {
+      "conv": _layers(conv_rng, conv_shapes, CONV_THETA_STD),
+      "dense": _layers(dense_rng, dense_shapes, DENSE_THETA_STD),
+    }
 
   def apply(params, x):
     u = x
@@ -162,11 +180,18 @@ def recurrent(vocab_size: int, hidden: int, rule: LearningRule) -> Net:
   """Character RNN: one-hot tokens [B, T] -> logits [B, T, vocab_size]."""
 
   def init(rng):
-    shapes = {"w_x": (vocab_size, hidden), "w_h": (hidden, hidden), "w_y": (hidden, vocab_size),
-              "theta_h": (hidden, hidden), "theta_y": (hidden, vocab_size)}
+    shapes = {
+      "w_x": (vocab_size, hidden),
+      "w_h": (hidden, hidden),
+      "w_y": (hidden, vocab_size),
+      "theta_h": (hidden, hidden),
+      "theta_y": (hidden, vocab_size),
+    }
     normals = _normals(rng, list(shapes.values()))
-    return {name: (RNN_THETA_STD if name.startswith("theta") else W_STD) * value
-            for name, value in zip(shapes, normals)}
+    return {
+      name: (RNN_THETA_STD if name.startswith("theta") else W_STD) * value
+      for name, value in zip(shapes, normals)
+    }
 
   def apply(params, tokens):
     return rnn(rule, params, jax.nn.one_hot(tokens, vocab_size))
@@ -174,8 +199,12 @@ def recurrent(vocab_size: int, hidden: int, rule: LearningRule) -> Net:
   return Net(init, apply)
 
 
-def build_net(model_cfg: NetConfig | ml_collections.ConfigDict, rule: LearningRule,
-              input_shape: Sequence[int], num_classes: int) -> Net:
+def build_net(
+  model_cfg: NetConfig | ml_collections.ConfigDict,
+  rule: LearningRule,
+  input_shape: Sequence[int],
+  num_classes: int,
+) -> Net:
   """The net named by `model_cfg.kind` for inputs of `input_shape` (one example). A ConfigDict
   `model` section is read with NetConfig.from_config (unknown keys are a ConfigError)."""
   if not isinstance(model_cfg, NetConfig):
@@ -184,6 +213,7 @@ def build_net(model_cfg: NetConfig | ml_collections.ConfigDict, rule: LearningRu
   if model_cfg.kind == "mlp":
     return mlp([math.prod(input_shape), *model_cfg.hidden, num_classes], rule)
   if model_cfg.kind == "cnn":
-    return cnn(input_shape, model_cfg.channels, model_cfg.pools, model_cfg.hidden, num_classes,
-               rule)
+    return cnn(
+      input_shape, model_cfg.channels, model_cfg.pools, model_cfg.hidden, num_classes, rule
+    )
   return recurrent(num_classes, model_cfg.hidden, rule)

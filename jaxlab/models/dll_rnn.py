@@ -19,7 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxlab.models.dll import DLLOptions, LearningRule, clip_values, activate, activation_derivative
+from jaxlab.models.dll import DLLOptions, LearningRule, activate, activation_derivative, clip_values
 
 Params = dict[str, jax.Array]
 
@@ -69,8 +69,11 @@ def _dll_rnn_bwd(options, residuals, g):
 
   last_delta = jnp.zeros_like(hs[:, 0])
   _, (xi_h, delta) = jax.lax.scan(
-      step, last_delta, (jnp.swapaxes(readout_error, 0, 1), jnp.swapaxes(derivative, 0, 1)),
-      reverse=True)
+    step,
+    last_delta,
+    (jnp.swapaxes(readout_error, 0, 1), jnp.swapaxes(derivative, 0, 1)),
+    reverse=True,
+  )
   xi_h, delta = jnp.swapaxes(xi_h, 0, 1), jnp.swapaxes(delta, 0, 1)
   h_prev = jnp.concatenate([jnp.zeros_like(hs[:, :1]), hs[:, :-1]], axis=1)
 
@@ -79,11 +82,14 @@ def _dll_rnn_bwd(options, residuals, g):
 
   updates = {"w_x": outer(xs, delta), "w_h": outer(h_prev, delta), "w_y": outer(hs, xi_y)}
   if options.freeze_theta:
-    updates.update(theta_h=jnp.zeros_like(params["theta_h"]),
-                   theta_y=jnp.zeros_like(params["theta_y"]))
+    updates.update(
+      theta_h=jnp.zeros_like(params["theta_h"]), theta_y=jnp.zeros_like(params["theta_y"])
+    )
   else:
-    updates.update(theta_h=options.theta_sign * outer(xi_h[:, :-1], delta[:, 1:]),
-                   theta_y=options.theta_sign * outer(xi_h, xi_y))
+    updates.update(
+      theta_h=options.theta_sign * outer(xi_h[:, :-1], delta[:, 1:]),
+      theta_y=options.theta_sign * outer(xi_h, xi_y),
+    )
   return {k: -updates[k] for k in params}, jnp.zeros_like(xs)
 
 

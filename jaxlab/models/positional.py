@@ -9,8 +9,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 
-def rope_tables(positions: jax.Array, head_dim: int,
-                theta: float = 10000.0) -> tuple[jax.Array, jax.Array]:
+def rope_tables(
+  positions: jax.Array, head_dim: int, theta: float = 10000.0
+) -> tuple[jax.Array, jax.Array]:
   """(cos, sin) [B, T, 1, head_dim / 2] in float32 for positions [B, T]: frequencies
   theta^(-2i/D). Computed once per forward and shared by every layer's queries and keys, since
   the transcendentals cost more than the rotation itself."""
@@ -40,8 +41,9 @@ def gray_code(n: ArrayLike) -> jax.Array:
   return n ^ (n >> 1)
 
 
-def gray_code_bits(positions: ArrayLike, num_bits: int,
-                   dtype: jnp.dtype = jnp.float32) -> jax.Array:
+def gray_code_bits(
+  positions: ArrayLike, num_bits: int, dtype: jnp.dtype = jnp.float32
+) -> jax.Array:
   """The `num_bits` lowest bits of G(position), most significant first: [...] -> [..., num_bits].
 
   Positions must be below 2**num_bits for the code to be unique."""

@@ -32,8 +32,12 @@ from jaxlab.kernels import lif as lif_kernel
 from jaxlab.kernels import xnor_attention as xnor_kernel
 from jaxlab.kernels.lif_reference import Surrogate, lif_multistep
 from jaxlab.kernels.xnor_attention_reference import append_position_codes, xnor_attention
-from jaxlab.models.positional import (grid_coordinates, gray_position_codes, log_relative_bias,
-                                      min_gray_bits)
+from jaxlab.models.positional import (
+  gray_position_codes,
+  grid_coordinates,
+  log_relative_bias,
+  min_gray_bits,
+)
 from jaxlab.models.spiking_attention import dot_product_attention
 
 POSITIONAL_ENCODINGS = ("none", "conv", "gray", "gray2d", "log")
@@ -51,6 +55,7 @@ class SpikformerConfig:
   `xnor_scale_init` is sigmoid^-1 of the initial XNOR attention scale. The paper uses -4; at
   this size (16-bit heads, 32 tokens) that leaves the attention neurons below threshold and the
   order task stalls below what Gray codes allow, while -3 reaches it for every seed."""
+
   d_model: int = 32
   n_layers: int = 2
   n_heads: int = 2
@@ -83,29 +88,35 @@ class SpikformerConfig:
     return Surrogate(self.surrogate, self.surrogate_alpha)
 
   @classmethod
-  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "SpikformerConfig":
+  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> SpikformerConfig:
     """Reads the `model` section: unknown keys are a ConfigError naming the nearest field."""
     from jaxlab.config import settings_from_section  # pylint: disable=g-import-not-at-top
+
     return settings_from_section(cls, model_cfg, "model")
 
   def validate(self, grid: tuple[int, ...] | None = None) -> None:
     """Raises ValueError (one line) for unknown options or shapes that do not fit; with the
     token grid it also checks that the Gray codes have enough bits and gray2d has a 2D grid."""
     if self.pe not in POSITIONAL_ENCODINGS:
-      raise ValueError(f"unknown model.pe {self.pe!r}; "
-                       f"choose from {', '.join(POSITIONAL_ENCODINGS)}")
+      raise ValueError(
+        f"unknown model.pe {self.pe!r}; choose from {', '.join(POSITIONAL_ENCODINGS)}"
+      )
     if self.attention not in ATTENTIONS:
-      raise ValueError(f"unknown model.attention {self.attention!r}; "
-                       f"choose from {', '.join(ATTENTIONS)}")
+      raise ValueError(
+        f"unknown model.attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}"
+      )
     if self.pe in XNOR_ENCODINGS and self.attention_kind != "xnor":
       raise ValueError(f"model.pe={self.pe!r} needs model.attention='xnor' (or 'auto')")
     for name in ("neuron_impl", "attention_impl"):
       if getattr(self, name) not in IMPLS:
-        raise ValueError(f"unknown model.{name} {getattr(self, name)!r}; "
-                         f"choose from {', '.join(IMPLS)}")
+        raise ValueError(
+          f"unknown model.{name} {getattr(self, name)!r}; choose from {', '.join(IMPLS)}"
+        )
     if self.attention_impl == "pallas" and (self.attention_kind != "xnor" or self.pe == "log"):
-      raise ValueError("model.attention_impl='pallas' is the XNOR kernel (Gray codes or no PE); "
-                       f"attention={self.attention_kind!r} with pe={self.pe!r} needs 'xla'")
+      raise ValueError(
+        "model.attention_impl='pallas' is the XNOR kernel (Gray codes or no PE); "
+        f"attention={self.attention_kind!r} with pe={self.pe!r} needs 'xla'"
+      )
     if self.head not in HEADS:
       raise ValueError(f"unknown model.head {self.head!r}; choose from {', '.join(HEADS)}")
     if self.d_model % self.n_heads:
@@ -118,8 +129,10 @@ class SpikformerConfig:
         raise ValueError(f"model.pe='gray2d' needs a 2D token grid, this task has {tuple(grid)}")
       needed = gray_bits_needed(grid, self.pe == "gray2d")
       if self.pe in ("gray", "gray2d") and 0 < self.gray_bits < needed:
-        raise ValueError(f"model.gray_bits={self.gray_bits} cannot code {needed}-bit positions "
-                         f"of the token grid {tuple(grid)}")
+        raise ValueError(
+          f"model.gray_bits={self.gray_bits} cannot code {needed}-bit positions "
+          f"of the token grid {tuple(grid)}"
+        )
 
 
 def gray_bits_needed(grid: tuple[int, ...], two_d: bool) -> int:
@@ -127,8 +140,9 @@ def gray_bits_needed(grid: tuple[int, ...], two_d: bool) -> int:
   return min_gray_bits(max(grid) if two_d else int(np.prod(grid)))
 
 
-def positional_terms(cfg: SpikformerConfig,
-                     grid: tuple[int, ...]) -> tuple[jax.Array | None, jax.Array | None]:
+def positional_terms(
+  cfg: SpikformerConfig, grid: tuple[int, ...]
+) -> tuple[jax.Array | None, jax.Array | None]:
   """(Gray codes [L, bits] to append to Q and K, Log-PE bias [L, L]); None where unused."""
   if cfg.pe in ("gray", "gray2d"):
     two_d = cfg.pe == "gray2d"
@@ -147,6 +161,7 @@ def lif(cfg: SpikformerConfig, x: jax.Array, v_th: float | None = None) -> jax.A
 
 class SpikingDense(nn.Module):
   """Linear (no bias) -> BatchNorm -> LIF on [T, ..., D_in]."""
+
   cfg: SpikformerConfig
   features: int
 
@@ -160,6 +175,7 @@ class SpikingDense(nn.Module):
 class SpikingEmbedding(nn.Module):
   """Tokens [B, *grid, F] -> spikes [T, B, L, D]: Linear -> BN -> LIF of the input repeated over
   T steps; with pe='conv' plus Spikformer's branch LIF(BN(Conv3(x))) added to the spikes."""
+
   cfg: SpikformerConfig
 
   @nn.compact
@@ -181,11 +197,13 @@ class SpikingEmbedding(nn.Module):
 class SpikingSelfAttention(nn.Module):
   """SSA: binary Q, K, V = LIF(BN(Linear(x))) per head, vanilla or XNOR scores, no softmax,
   output LIF at `attention_v_th`, then a Linear-BN-LIF projection."""
+
   cfg: SpikformerConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, codes: jax.Array | None, bias: jax.Array | None,
-               train: bool) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, codes: jax.Array | None, bias: jax.Array | None, train: bool
+  ) -> jax.Array:
     cfg = self.cfg
     steps, batch, length, dim = x.shape
     head_dim = dim // cfg.n_heads
@@ -213,11 +231,13 @@ class SpikingSelfAttention(nn.Module):
 
 class SpikformerBlock(nn.Module):
   """x + SSA(x), then x + MLP(x) with MLP = two Linear-BN-LIF layers (hidden mlp_ratio * D)."""
+
   cfg: SpikformerConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, codes: jax.Array | None, bias: jax.Array | None,
-               train: bool) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, codes: jax.Array | None, bias: jax.Array | None, train: bool
+  ) -> jax.Array:
     cfg = self.cfg
     x = x + SpikingSelfAttention(cfg, name="attention")(x, codes, bias, train)
     hidden = SpikingDense(cfg, cfg.mlp_ratio * cfg.d_model, name="mlp_in")(x, train)
@@ -226,6 +246,7 @@ class SpikformerBlock(nn.Module):
 
 class Spikformer(nn.Module):
   """Tokens [B, *grid, F] -> outputs [B, num_outputs] (class logits or forecasts)."""
+
   cfg: SpikformerConfig
   num_outputs: int
 

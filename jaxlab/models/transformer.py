@@ -24,11 +24,11 @@ from jaxlab.models.positional import rope_tables, rotate
 Cache = dict[str, Any]  # see init_cache
 
 REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-    "everything": jax.checkpoint_policies.everything_saveable,
+  "none": None,
+  "full": jax.checkpoint_policies.nothing_saveable,
+  "dots": jax.checkpoint_policies.checkpoint_dots,
+  "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+  "everything": jax.checkpoint_policies.everything_saveable,
 }
 LOSS_IMPLS = ("xla", "fused")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -37,6 +37,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
   """Static model hyper-parameters (hashable, so it can be a jit static argument)."""
+
   vocab_size: int
   d_model: int
   n_layers: int
@@ -63,9 +64,10 @@ class TransformerConfig:
     return self.d_model // self.n_heads
 
   @classmethod
-  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> "TransformerConfig":
+  def from_config(cls, model_cfg: ml_collections.ConfigDict) -> TransformerConfig:
     """Reads the `model` section: unknown keys and missing shape fields are a ConfigError."""
     from jaxlab.config import settings_from_section  # pylint: disable=g-import-not-at-top
+
     return settings_from_section(cls, model_cfg, "model")
 
   def validate(self) -> None:
@@ -73,19 +75,27 @@ class TransformerConfig:
     if self.d_model % self.n_heads:
       raise ValueError(f"model.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
     if self.n_heads % self.n_kv_heads:
-      raise ValueError(f"model.n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
+      raise ValueError(
+        f"model.n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}"
+      )
     if self.head_dim % 2:
       raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"unknown model.remat_policy {self.remat_policy!r}; choose from {sorted(REMAT_POLICIES)}")
+      raise ValueError(
+        f"unknown model.remat_policy {self.remat_policy!r}; choose from {sorted(REMAT_POLICIES)}"
+      )
     for name in ("param_dtype", "dtype"):
       if getattr(self, name) not in DTYPES:
-        raise ValueError(f"unknown model.{name} {getattr(self, name)!r}; choose from {sorted(DTYPES)}")
+        raise ValueError(
+          f"unknown model.{name} {getattr(self, name)!r}; choose from {sorted(DTYPES)}"
+        )
     get_attention(self.attention_impl)
     if self.attention_query_block < 0:
       raise ValueError(f"model.attention_query_block={self.attention_query_block} must be >= 0")
     if self.loss_impl not in LOSS_IMPLS:
-      raise ValueError(f"unknown model.loss_impl {self.loss_impl!r}; choose from {sorted(LOSS_IMPLS)}")
+      raise ValueError(
+        f"unknown model.loss_impl {self.loss_impl!r}; choose from {sorted(LOSS_IMPLS)}"
+      )
 
 
 def _init(cfg: TransformerConfig, names: tuple[str | None, ...]):
@@ -94,12 +104,17 @@ def _init(cfg: TransformerConfig, names: tuple[str | None, ...]):
 
 class RMSNorm(nn.Module):
   """Root-mean-square norm with a learned per-feature scale; statistics in float32."""
+
   cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-                       (x.shape[-1],), DTYPES[self.cfg.param_dtype])
+    scale = self.param(
+      "scale",
+      nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+      (x.shape[-1],),
+      DTYPES[self.cfg.param_dtype],
+    )
     x32 = x.astype(jnp.float32)
     normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.cfg.norm_eps)
     return (normed * scale.astype(jnp.float32)).astype(DTYPES[self.cfg.dtype])
@@ -107,20 +122,37 @@ class RMSNorm(nn.Module):
 
 class Attention(nn.Module):
   """Grouped-query self-attention with RoPE; writes into a KV cache when one is given."""
+
   cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, x, segment_ids, kv_segment_ids, rope, q_index, cache):
     cfg = self.cfg
     dtype, pdtype = DTYPES[cfg.dtype], DTYPES[cfg.param_dtype]
-    wq = self.param("wq", _init(cfg, ("embed", "heads", "head_dim")),
-                    (cfg.d_model, cfg.n_heads, cfg.head_dim), pdtype)
-    wk = self.param("wk", _init(cfg, ("embed", "kv_heads", "head_dim")),
-                    (cfg.d_model, cfg.n_kv_heads, cfg.head_dim), pdtype)
-    wv = self.param("wv", _init(cfg, ("embed", "kv_heads", "head_dim")),
-                    (cfg.d_model, cfg.n_kv_heads, cfg.head_dim), pdtype)
-    wo = self.param("wo", _init(cfg, ("heads", "head_dim", "embed")),
-                    (cfg.n_heads, cfg.head_dim, cfg.d_model), pdtype)
+    wq = self.param(
+      "wq",
+      _init(cfg, ("embed", "heads", "head_dim")),
+      (cfg.d_model, cfg.n_heads, cfg.head_dim),
+      pdtype,
+    )
+    wk = self.param(
+      "wk",
+      _init(cfg, ("embed", "kv_heads", "head_dim")),
+      (cfg.d_model, cfg.n_kv_heads, cfg.head_dim),
+      pdtype,
+    )
+    wv = self.param(
+      "wv",
+      _init(cfg, ("embed", "kv_heads", "head_dim")),
+      (cfg.d_model, cfg.n_kv_heads, cfg.head_dim),
+      pdtype,
+    )
+    wo = self.param(
+      "wo",
+      _init(cfg, ("heads", "head_dim", "embed")),
+      (cfg.n_heads, cfg.head_dim, cfg.d_model),
+      pdtype,
+    )
     q = jnp.einsum("btd,dhk->bthk", x, wq.astype(dtype))
     k = jnp.einsum("btd,dhk->bthk", x, wk.astype(dtype))
     v = jnp.einsum("btd,dhk->bthk", x, wv.astype(dtype))
@@ -132,24 +164,34 @@ class Attention(nn.Module):
       kv_index, new_cache = q_index, None
     else:
       start = q_index[0, 0]
-      k = jax.lax.dynamic_update_slice(cache["k"], k.swapaxes(1, 2).astype(cache["k"].dtype),
-                                       (0, 0, start, 0))
-      v = jax.lax.dynamic_update_slice(cache["v"], v.swapaxes(1, 2).astype(cache["v"].dtype),
-                                       (0, 0, start, 0))
+      k = jax.lax.dynamic_update_slice(
+        cache["k"], k.swapaxes(1, 2).astype(cache["k"].dtype), (0, 0, start, 0)
+      )
+      v = jax.lax.dynamic_update_slice(
+        cache["v"], v.swapaxes(1, 2).astype(cache["v"].dtype), (0, 0, start, 0)
+      )
       new_cache = {"k": k, "v": v}
       kv_index = jnp.broadcast_to(jnp.arange(k.shape[2], dtype=jnp.int32), kv_segment_ids.shape)
       k, v = k.astype(dtype), v.astype(dtype)
 
     out = get_attention(cfg.attention_impl)(
-        q, k, v, q_index=q_index, kv_index=kv_index, q_segment_ids=segment_ids,
-        kv_segment_ids=kv_segment_ids, kv_heads_first=cache is not None,
-        query_block=cfg.attention_query_block if cache is None else 0)
+      q,
+      k,
+      v,
+      q_index=q_index,
+      kv_index=kv_index,
+      q_segment_ids=segment_ids,
+      kv_segment_ids=kv_segment_ids,
+      kv_heads_first=cache is not None,
+      query_block=cfg.attention_query_block if cache is None else 0,
+    )
     out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", "act_head_dim"))
     return jnp.einsum("bthk,hkd->btd", out, wo.astype(dtype)), new_cache
 
 
 class SwiGLU(nn.Module):
   """Gated feed-forward block: down(silu(x W_gate) * (x W_up))."""
+
   cfg: TransformerConfig
 
   @nn.compact
@@ -167,13 +209,19 @@ class SwiGLU(nn.Module):
 
 class DecoderLayer(nn.Module):
   """Pre-norm residual block; the scan carry is the residual stream, the scanned input the cache."""
+
   cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, x, layer_cache, segment_ids, kv_segment_ids, rope, q_index):
     attn_out, new_cache = Attention(self.cfg, name="attention")(
-        RMSNorm(self.cfg, name="attention_norm")(x), segment_ids, kv_segment_ids, rope,
-        q_index, layer_cache)
+      RMSNorm(self.cfg, name="attention_norm")(x),
+      segment_ids,
+      kv_segment_ids,
+      rope,
+      q_index,
+      layer_cache,
+    )
     x = x + attn_out
     x = x + SwiGLU(self.cfg, name="mlp")(RMSNorm(self.cfg, name="mlp_norm")(x))
     x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
@@ -189,12 +237,18 @@ class Transformer(nn.Module):
   Without a cache the sequence attends causally within segments. With a cache (from
   `init_cache`) the tokens are written at `cache["index"]` and attend to everything cached.
   """
+
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, tokens: jax.Array, segment_ids: jax.Array | None = None,
-               positions: jax.Array | None = None, cache: Cache | None = None,
-               return_hidden: bool = False):
+  def __call__(
+    self,
+    tokens: jax.Array,
+    segment_ids: jax.Array | None = None,
+    positions: jax.Array | None = None,
+    cache: Cache | None = None,
+    return_hidden: bool = False,
+  ):
     cfg = self.cfg
     batch, length = tokens.shape
     if segment_ids is None:
@@ -203,8 +257,12 @@ class Transformer(nn.Module):
     q_index = jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (batch, length))
     if positions is None:
       positions = q_index
-    embedding = self.param("embedding", _init(cfg, ("vocab", "embed")),
-                           (cfg.vocab_size, cfg.d_model), DTYPES[cfg.param_dtype])
+    embedding = self.param(
+      "embedding",
+      _init(cfg, ("vocab", "embed")),
+      (cfg.vocab_size, cfg.d_model),
+      DTYPES[cfg.param_dtype],
+    )
     # The lookup reads a gathered copy of the table: a gather from a table sharded on both
     # axes has no efficient SPMD partitioning and would be silently replicated anyway.
     table = nn.with_logical_constraint(embedding, (None, None))
@@ -213,8 +271,12 @@ class Transformer(nn.Module):
 
     layer_cache, kv_segment_ids = None, segment_ids
     if cache is not None:
-      cache = dict(cache, segment_ids=jax.lax.dynamic_update_slice(
-          cache["segment_ids"], segment_ids.astype(jnp.int32), (0, start)))
+      cache = dict(
+        cache,
+        segment_ids=jax.lax.dynamic_update_slice(
+          cache["segment_ids"], segment_ids.astype(jnp.int32), (0, start)
+        ),
+      )
       layer_cache = {"k": cache["k"], "v": cache["v"]}
       kv_segment_ids = cache["segment_ids"]
 
@@ -226,9 +288,13 @@ class Transformer(nn.Module):
     shared = (segment_ids, kv_segment_ids, rope, q_index)
     if cfg.scan_layers:
       layers = nn.scan(
-          block, variable_axes={"params": 0}, split_rngs={"params": True},
-          in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
-          length=cfg.n_layers, metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")
+        block,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+        length=cfg.n_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+      )(cfg, name="layers")
       x, new_layer_cache = layers(x, layer_cache, *shared)
     else:
       new_caches = []
@@ -236,27 +302,30 @@ class Transformer(nn.Module):
         this_cache = None if layer_cache is None else {n: c[i] for n, c in layer_cache.items()}
         x, new_cache = block(cfg, name=f"layers_{i}")(x, this_cache, *shared)
         new_caches.append(new_cache)
-      new_layer_cache = None if layer_cache is None else {
-          n: tuple(c[n] for c in new_caches) for n in layer_cache}
+      new_layer_cache = (
+        None if layer_cache is None else {n: tuple(c[n] for c in new_caches) for n in layer_cache}
+      )
     x = RMSNorm(cfg, name="final_norm")(x)
 
     if cfg.tie_embeddings:
       head = embedding.T
     else:
-      head = self.param("lm_head", _init(cfg, ("embed", "vocab")),
-                        (cfg.d_model, cfg.vocab_size), DTYPES[cfg.param_dtype])
+      head = self.param(
+        "lm_head",
+        _init(cfg, ("embed", "vocab")),
+        (cfg.d_model, cfg.vocab_size),
+        DTYPES[cfg.param_dtype],
+      )
     if return_hidden:
       return x, head.astype(DTYPES[cfg.dtype])
     logits = jnp.einsum("btd,dv->btv", x, head.astype(DTYPES[cfg.dtype]))
     logits = nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
     if cache is None:
       return logits, None
-    return logits, dict(new_layer_cache, segment_ids=cache["segment_ids"],
-                        index=start + length)
+    return logits, dict(new_layer_cache, segment_ids=cache["segment_ids"], index=start + length)
 
 
-def init_cache(cfg: TransformerConfig, batch: int, max_length: int,
-               dtype: Any = None) -> Cache:
+def init_cache(cfg: TransformerConfig, batch: int, max_length: int, dtype: Any = None) -> Cache:
   """An empty KV cache: k/v [layers, batch, kv_heads, slots, head_dim] (heads before slots, so
   that decoding attends without transposing the cache; with `scan_layers=False` a tuple of one
   [batch, kv_heads, slots, head_dim] array per layer, so that each layer updates its own buffer
@@ -267,8 +336,12 @@ def init_cache(cfg: TransformerConfig, batch: int, max_length: int,
     k = v = jnp.zeros((cfg.n_layers,) + shape, dtype)
   else:
     k = v = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))
-  return {"k": k, "v": v, "segment_ids": jnp.zeros((batch, max_length), jnp.int32),
-          "index": jnp.zeros((), jnp.int32)}
+  return {
+    "k": k,
+    "v": v,
+    "segment_ids": jnp.zeros((batch, max_length), jnp.int32),
+    "index": jnp.zeros((), jnp.int32),
+  }
 
 
 def count_params(params: Any) -> int:

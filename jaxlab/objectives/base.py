@@ -20,6 +20,7 @@ Batch = dict[str, jax.Array]
 
 class LossOutput(NamedTuple):
   """Loss and metric sums of one (micro)batch; `model_state` is the updated mutable state."""
+
   loss_sum: jax.Array
   weight_sum: jax.Array
   metrics: dict[str, jax.Array]
@@ -29,6 +30,12 @@ class LossOutput(NamedTuple):
 class Objective(Protocol):
   """A loss over batches of one kind; `train=False` is evaluation (no state updates)."""
 
-  def __call__(self, params: PyTree, model_state: PyTree, frozen: PyTree, batch: Batch,
-               rng: jax.Array, train: bool) -> LossOutput:
-    ...
+  def __call__(
+    self,
+    params: PyTree,
+    model_state: PyTree,
+    frozen: PyTree,
+    batch: Batch,
+    rng: jax.Array,
+    train: bool,
+  ) -> LossOutput: ...

@@ -12,8 +12,9 @@ from jaxlab.kernels.linear_ce import fused_linear_cross_entropy
 from jaxlab.objectives.base import Batch, LossOutput, PyTree
 
 
-def weighted_cross_entropy(logits: jax.Array, targets: jax.Array,
-                           weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+def weighted_cross_entropy(
+  logits: jax.Array, targets: jax.Array, weights: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """Returns (sum of weight * CE, sum of weights), both float32.
 
   Sums rather than a mean so that microbatches and data-parallel shards can be added up
@@ -40,8 +41,11 @@ def token_loss_sums(model: nn.Module, params: PyTree, batch: Batch) -> tuple[jax
   if model.cfg.loss_impl == "fused":
     hidden, head = model.apply({"params": params}, *inputs, return_hidden=True)
     loss_sum, weight_sum, _ = fused_linear_cross_entropy(
-        hidden.reshape(-1, hidden.shape[-1]), head, batch["targets"].reshape(-1),
-        batch["loss_weights"].reshape(-1).astype(jnp.float32))
+      hidden.reshape(-1, hidden.shape[-1]),
+      head,
+      batch["targets"].reshape(-1),
+      batch["loss_weights"].reshape(-1).astype(jnp.float32),
+    )
     return loss_sum, weight_sum
   logits, _ = model.apply({"params": params}, *inputs)
   return weighted_cross_entropy(logits, batch["targets"], batch["loss_weights"])
@@ -50,10 +54,18 @@ def token_loss_sums(model: nn.Module, params: PyTree, batch: Batch) -> tuple[jax
 @dataclasses.dataclass(frozen=True)
 class LanguageModelObjective:
   """Weighted next-token cross-entropy of a Transformer; the weight sum counts tokens."""
+
   model: nn.Module
 
-  def __call__(self, params: PyTree, model_state: PyTree, frozen: PyTree, batch: Batch,
-               rng: jax.Array, train: bool) -> LossOutput:
+  def __call__(
+    self,
+    params: PyTree,
+    model_state: PyTree,
+    frozen: PyTree,
+    batch: Batch,
+    rng: jax.Array,
+    train: bool,
+  ) -> LossOutput:
     del frozen, rng, train
     loss_sum, weight_sum = token_loss_sums(self.model, params, batch)
     return LossOutput(loss_sum, weight_sum, {}, model_state)

@@ -11,7 +11,8 @@ _PROCESS_COUNT_VARS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "JAX_NUM_PROCESSE
 
 
 def looks_multiprocess() -> bool:
-  """True on a SLURM/MPI job with several tasks, a multi-host TPU slice, or an explicit coordinator."""
+  """True on a SLURM/MPI job with several tasks, a multi-host TPU slice or an explicit
+  coordinator."""
   if os.environ.get("JAX_COORDINATOR_ADDRESS"):
     return True
   if any(int(os.environ.get(var, "1") or 1) > 1 for var in _PROCESS_COUNT_VARS):
@@ -34,12 +35,16 @@ def initialize(mode: str = "auto") -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   kwargs = {}
   if os.environ.get("JAX_NUM_PROCESSES"):
-    kwargs = dict(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-                  num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                  process_id=int(os.environ["JAX_PROCESS_ID"]))
+    kwargs = dict(
+      coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+      num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+      process_id=int(os.environ["JAX_PROCESS_ID"]),
+    )
   try:
     jax.distributed.initialize(**kwargs)
   except (RuntimeError, ValueError, KeyError) as e:
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise RuntimeError(f"multi-host initialization failed ({first_line}); check that every host "
-                       "runs the same command and can reach the coordinator") from None
+    raise RuntimeError(
+      f"multi-host initialization failed ({first_line}); check that every host "
+      "runs the same command and can reach the coordinator"
+    ) from None

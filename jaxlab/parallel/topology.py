@@ -37,22 +37,31 @@ class _Generation(NamedTuple):
 
 
 _GENERATIONS = {
-    "v4": _Generation("v4", 2, 32 * _GIB, 275e12, 4096),
-    "v5p": _Generation("v5", 2, 95 * _GIB, 459e12, 8960),
-    "v5e": _Generation("v5e", 1, 16 * _GIB, 197e12, 256),
-    "v6e": _Generation("v6e", 1, 32 * _GIB, 918e12, 256),
+  "v4": _Generation("v4", 2, 32 * _GIB, 275e12, 4096),
+  "v5p": _Generation("v5", 2, 95 * _GIB, 459e12, 8960),
+  "v5e": _Generation("v5e", 1, 16 * _GIB, 197e12, 256),
+  "v6e": _Generation("v6e", 1, 32 * _GIB, 918e12, 256),
 }
 _ALIASES = {"v5litepod": "v5e"}
 
 # Slices smaller than one 4x4x4 cube (v4/v5p), and every v5e/v6e slice (2D).
 _SMALL_3D_GRIDS = {4: (2, 2, 1), 8: (2, 2, 2), 16: (2, 2, 4), 32: (2, 4, 4)}
-_2D_GRIDS = {1: (1, 1), 4: (2, 2), 8: (2, 4), 16: (4, 4), 32: (4, 8), 64: (8, 8),
-             128: (8, 16), 256: (16, 16)}
+_2D_GRIDS = {
+  1: (1, 1),
+  4: (2, 2),
+  8: (2, 4),
+  16: (4, 4),
+  32: (4, 8),
+  64: (8, 8),
+  128: (8, 16),
+  256: (16, 16),
+}
 
 _VALID_FORMS = (
-    "valid forms: v4-N / v5p-N with N TensorCores (2 per chip: 8, 16, 32, 64 or a multiple "
-    "of 128, up to 8192 / 17920), v5e-N (or v5litepod-N) / v6e-N with N chips "
-    "(1, 4, 8, 16, 32, 64, 128 or 256)")
+  "valid forms: v4-N / v5p-N with N TensorCores (2 per chip: 8, 16, 32, 64 or a multiple "
+  "of 128, up to 8192 / 17920), v5e-N (or v5litepod-N) / v6e-N with N chips "
+  "(1, 4, 8, 16, 32, 64, 128 or 256)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +82,12 @@ class TopologySpec:
 def _cube_grid(num_chips: int) -> tuple[int, int, int]:
   """Most cube-like (a <= b <= c) arrangement of 4x4x4 cubes, as Google Cloud lays out v4/v5p."""
   cubes = num_chips // 64
-  shapes = [(a, b, cubes // (a * b)) for a in range(1, cubes + 1) for b in range(a, cubes + 1)
-            if cubes % (a * b) == 0 and cubes // (a * b) >= b]
+  shapes = [
+    (a, b, cubes // (a * b))
+    for a in range(1, cubes + 1)
+    for b in range(a, cubes + 1)
+    if cubes % (a * b) == 0 and cubes // (a * b) >= b
+  ]
   a, b, c = min(shapes, key=lambda s: (s[2], s[1]))
   return 4 * a, 4 * b, 4 * c
 
@@ -119,15 +132,15 @@ def parse_topology(name: str) -> TopologySpec:
     host_bounds = (2, 2, 1)
     wrap = (num_chips >= 64,) * 3  # full cubes are closed into a torus by the optical switches
   return TopologySpec(
-      name=f"{generation}-{count}",
-      generation=generation,
-      num_chips=num_chips,
-      hbm_bytes_per_chip=gen.hbm_bytes_per_chip,
-      peak_bf16_flops_per_chip=gen.peak_bf16_flops_per_chip,
-      topology_name=f"{gen.libtpu_prefix}:{'x'.join(map(str, grid))}",
-      chip_config_name=chip_config,
-      chips_per_host_bounds=host_bounds,
-      wrap=wrap,
+    name=f"{generation}-{count}",
+    generation=generation,
+    num_chips=num_chips,
+    hbm_bytes_per_chip=gen.hbm_bytes_per_chip,
+    peak_bf16_flops_per_chip=gen.peak_bf16_flops_per_chip,
+    topology_name=f"{gen.libtpu_prefix}:{'x'.join(map(str, grid))}",
+    chip_config_name=chip_config,
+    chips_per_host_bounds=host_bounds,
+    wrap=wrap,
   )
 
 
@@ -149,10 +162,13 @@ def _quiet_libtpu(spec: TopologySpec) -> Iterator[None]:
   swallow whatever still reaches fd 2. If the call fails, the swallowed
   text is attached to the exception as a note instead of being lost.
   """
-  pretend = {"TPU_SKIP_MDS_QUERY": "1", "TPU_ACCELERATOR_TYPE": spec.name,
-             "TPU_WORKER_HOSTNAMES": "localhost",
-             # No chip to guard, so no /tmp/libtpu_lockfile: other processes may AOT-compile too.
-             "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+  pretend = {
+    "TPU_SKIP_MDS_QUERY": "1",
+    "TPU_ACCELERATOR_TYPE": spec.name,
+    "TPU_WORKER_HOSTNAMES": "localhost",
+    # No chip to guard, so no /tmp/libtpu_lockfile: other processes may AOT-compile too.
+    "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",
+  }
   added = []
   # A TPU VM keeps its real metadata; elsewhere the user's own settings still win.
   if hardware_utils.num_available_tpu_chips_and_device_id()[0] == 0:
@@ -183,12 +199,12 @@ def _quiet_libtpu(spec: TopologySpec) -> Iterator[None]:
 def _devices(spec: TopologySpec) -> tuple[jax.Device, ...]:
   with _quiet_libtpu(spec):
     desc = topologies.get_topology_desc(
-        platform="tpu",
-        topology_name=spec.topology_name,
-        chip_config_name=spec.chip_config_name,
-        chips_per_host_bounds=spec.chips_per_host_bounds,
-        num_slices=1,
-        wrap=spec.wrap,
+      platform="tpu",
+      topology_name=spec.topology_name,
+      chip_config_name=spec.chip_config_name,
+      chips_per_host_bounds=spec.chips_per_host_bounds,
+      num_slices=1,
+      wrap=spec.wrap,
     )
   return tuple(desc.devices)
 
@@ -203,7 +219,8 @@ def topology_devices(name: str) -> list[jax.Device]:
   spec = parse_topology(name)
   if not _libtpu_installed():
     raise RuntimeError(
-        f"TPU topology {name!r} needs libtpu, which is not installed: pip install jaxlab[tpu]")
+      f"TPU topology {name!r} needs libtpu, which is not installed: pip install jaxlab[tpu]"
+    )
   return list(_devices(spec))
 
 
@@ -219,5 +236,9 @@ def compiled_memory_per_device(compiled: jax.stages.Compiled) -> int:
   stats = compiled.memory_analysis()
   if stats is None:
     raise ValueError("memory analysis is unavailable for this compiled function's backend")
-  return (stats.argument_size_in_bytes + stats.output_size_in_bytes
-          + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+  return (
+    stats.argument_size_in_bytes
+    + stats.output_size_in_bytes
+    + stats.temp_size_in_bytes
+    - stats.alias_size_in_bytes
+  )

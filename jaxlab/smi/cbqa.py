@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -28,27 +28,42 @@ from jaxlab.sampling import left_pad, sample
 from jaxlab.smi.triples import Triple, fill_template, load_templates, load_triples
 
 
-def build_prompts(triples: Sequence[Triple], templates: dict[str, list[str]],
-                  templates_per_relation: int) -> list[tuple[int, str]]:
-  """(triple index, prompt text) for the first `templates_per_relation` templates of each relation."""
+def build_prompts(
+  triples: Sequence[Triple], templates: dict[str, list[str]], templates_per_relation: int
+) -> list[tuple[int, str]]:
+  """(triple index, prompt text) for the first `templates_per_relation` templates of each
+  relation."""
   missing = sorted({t.rel for t in triples} - set(templates))
   if missing:
     raise ValueError(f"no templates for relation(s): {', '.join(missing)}")
-  return [(i, fill_template(template, triple.subj))
-          for i, triple in enumerate(triples)
-          for template in templates[triple.rel][:templates_per_relation]]
+  return [
+    (i, fill_template(template, triple.subj))
+    for i, triple in enumerate(triples)
+    for template in templates[triple.rel][:templates_per_relation]
+  ]
 
 
 def _process_rows(batch_size: int) -> slice:
-  """This process's contiguous block of a global batch (what make_array_from_process_local_data wants)."""
+  """This process's contiguous block of a global batch (what
+  make_array_from_process_local_data wants)."""
   per_process = batch_size // jax.process_count()
   return slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
 
 
-def cbqa_accuracy(run: LoadedRun, triples: Sequence[Triple], templates: dict[str, list[str]], *,
-                  templates_per_relation: int = 20, samples: int = 20, temperature: float = 0.7,
-                  top_p: float = 1.0, max_new_tokens: int = 32, batch_size: int = 512,
-                  seed: int = 0, progress: bool = True) -> list[float]:
+def cbqa_accuracy(
+  run: LoadedRun,
+  triples: Sequence[Triple],
+  templates: dict[str, list[str]],
+  *,
+  templates_per_relation: int = 20,
+  samples: int = 20,
+  temperature: float = 0.7,
+  top_p: float = 1.0,
+  max_new_tokens: int = 32,
+  batch_size: int = 512,
+  seed: int = 0,
+  progress: bool = True,
+) -> list[float]:
   """Fraction of correct generations per triple (over its templates x samples)."""
   tokenizer = run.tokenizer
   prompts = build_prompts(triples, templates, templates_per_relation)
@@ -64,15 +79,25 @@ def cbqa_accuracy(run: LoadedRun, triples: Sequence[Triple], templates: dict[str
   display = Progress(len(rows), label="cbqa", unit="generation", enabled=progress)
   with run.context():
     for b in range(num_batches):
-      chunk = rows[b * batch_size:(b + 1) * batch_size]
+      chunk = rows[b * batch_size : (b + 1) * batch_size]
       padded = chunk + [chunk[-1]] * (batch_size - len(chunk))  # fixed shape: one compilation
-      tokens, mask = left_pad([encoded[text] for _, text in padded], tokenizer.pad_id, prompt_length)
+      tokens, mask = left_pad(
+        [encoded[text] for _, text in padded], tokenizer.pad_id, prompt_length
+      )
       local = _process_rows(batch_size)
       batch = to_global_batch({"tokens": tokens[local], "mask": mask[local]}, run.batch_sharding)
-      out = sample(run.params, run.model_cfg, batch["tokens"], batch["mask"],
-                   jax.random.fold_in(rng, b), max_new_tokens=max_new_tokens,
-                   temperature=temperature, top_p=top_p, eos_id=tokenizer.eos_id,
-                   pad_id=tokenizer.pad_id)
+      out = sample(
+        run.params,
+        run.model_cfg,
+        batch["tokens"],
+        batch["mask"],
+        jax.random.fold_in(rng, b),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        eos_id=tokenizer.eos_id,
+        pad_id=tokenizer.pad_id,
+      )
       generated = np.asarray(multihost_utils.process_allgather(out.tokens, tiled=True))
       lengths = np.asarray(multihost_utils.process_allgather(out.lengths, tiled=True))
       for (triple_index, _), row, length in zip(chunk, generated, lengths):
@@ -84,8 +109,9 @@ def cbqa_accuracy(run: LoadedRun, triples: Sequence[Triple], templates: dict[str
   return list(correct / np.maximum(total, 1))
 
 
-def merge_counts(triples: Sequence[Triple], accuracies: Sequence[float],
-                 counts_path: str | None) -> list[dict]:
+def merge_counts(
+  triples: Sequence[Triple], accuracies: Sequence[float], counts_path: str | None
+) -> list[dict]:
   """Records {subj, rel, obj, acc, (n_docs, n_subj, n_obj, n_both)} keyed by (subj, rel, obj)."""
   counts = {}
   if counts_path:
@@ -120,17 +146,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     triples, _ = load_triples(args.triples)
     templates = load_templates(args.templates)
     run = load_run(args.workdir)
-    accuracies = cbqa_accuracy(run, triples, templates,
-                               templates_per_relation=args.templates_per_relation,
-                               samples=args.samples, temperature=args.temperature,
-                               top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                               batch_size=args.batch_size, seed=args.seed)
+    accuracies = cbqa_accuracy(
+      run,
+      triples,
+      templates,
+      templates_per_relation=args.templates_per_relation,
+      samples=args.samples,
+      temperature=args.temperature,
+      top_p=args.top_p,
+      max_new_tokens=args.max_new_tokens,
+      batch_size=args.batch_size,
+      seed=args.seed,
+    )
     records = merge_counts(triples, accuracies, args.counts)
   except (ValueError, FileNotFoundError, KeyError) as e:
     fail(str(e))
   write_jsonl_atomic(args.out, records)
-  print(f"cbqa: mean accuracy {np.mean(accuracies):.4f} over {len(triples)} triples -> {args.out}",
-        file=sys.stderr)
+  print(
+    f"cbqa: mean accuracy {np.mean(accuracies):.4f} over {len(triples)} triples -> {args.out}",
+    file=sys.stderr,
+  )
   return 0
 
 

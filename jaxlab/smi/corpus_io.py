@@ -9,7 +9,8 @@ Files are read as bytes through `opener`, so a distributed runner can pass its o
 from __future__ import annotations
 
 import json
-from typing import BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 Opener = Callable[[str], BinaryIO]
 

@@ -16,15 +16,22 @@ import logging
 import multiprocessing
 import os
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from jaxlab import cli
 from jaxlab.progress import Progress
 from jaxlab.smi.corpus_io import check_extension, iter_documents
-from jaxlab.smi.matcher import DOCUMENT_CELL, Matcher, PatternIndex, build_index
-from jaxlab.smi.matcher import rows_from_counts, triple_fields
+from jaxlab.smi.matcher import (
+  DOCUMENT_CELL,
+  Matcher,
+  PatternIndex,
+  build_index,
+  rows_from_counts,
+  triple_fields,
+)
 from jaxlab.smi.triples import Triple, load_triples
 
 # Worker-process state, set once per process by _init_worker; the counter is a shared
@@ -62,8 +69,9 @@ def _count_in_process(index: PatternIndex, files: Sequence[str], progress: Progr
   return total
 
 
-def _count_in_pool(index: PatternIndex, files: Sequence[str], workers: int,
-                   progress: Progress) -> np.ndarray:
+def _count_in_pool(
+  index: PatternIndex, files: Sequence[str], workers: int, progress: Progress
+) -> np.ndarray:
   # spawn, not fork: the parent may be multithreaded (JAX, pytest) and fork would copy locks.
   context = multiprocessing.get_context("spawn")
   counter = context.Value("q", 0)
@@ -77,8 +85,12 @@ def _count_in_pool(index: PatternIndex, files: Sequence[str], workers: int,
     return np.sum(result.get(), axis=0, dtype=np.int64)
 
 
-def count_triples(triples: Sequence[Triple], corpus_files: Sequence[str],
-                  workers: int | None = None, progress_every_s: float = 10.0) -> list[dict]:
+def count_triples(
+  triples: Sequence[Triple],
+  corpus_files: Sequence[str],
+  workers: int | None = None,
+  progress_every_s: float = 10.0,
+) -> list[dict]:
   """Per-triple rows (triple fields + n_docs, n_subj, n_obj, n_both) over local corpus files.
 
   `workers` processes (default: all CPUs, at most one per file) each count whole files.
@@ -110,24 +122,39 @@ def count_triples_naive(triples: Sequence[Triple], documents: Iterable[str]) -> 
       n_subj += has_subj
       n_obj += has_obj
       n_both += has_subj and has_obj
-    rows.append({**triple_fields(t), "n_docs": len(documents), "n_subj": n_subj,
-                 "n_obj": n_obj, "n_both": n_both})
+    rows.append(
+      {
+        **triple_fields(t),
+        "n_docs": len(documents),
+        "n_subj": n_subj,
+        "n_obj": n_obj,
+        "n_both": n_both,
+      }
+    )
   return rows
 
 
 def _parse_args(argv: Sequence[str]):
   parser = cli.OneLineParser(prog="python -m jaxlab.smi.count", description=__doc__.split("\n")[0])
   parser.add_argument("--triples", required=True, help="JSON or JSONL file of {subj, rel, obj}.")
-  parser.add_argument("--corpus", required=True,
-                      help="Glob of corpus files (.jsonl/.json, .txt, .parquet).")
+  parser.add_argument(
+    "--corpus", required=True, help="Glob of corpus files (.jsonl/.json, .txt, .parquet)."
+  )
   parser.add_argument("--out", required=True, help="Output JSONL file of per-triple counts.")
   parser.add_argument("--runner", choices=("local", "beam"), default="local")
-  parser.add_argument("--workers", type=int, default=None,
-                      help="Local worker processes (default: number of CPUs).")
-  parser.add_argument("--beam_options", default="",
-                      help="Beam pipeline options, e.g. '--runner=DataflowRunner --project=P'.")
-  parser.add_argument("--skip_malformed", action="store_true",
-                      help="Skip (and count) malformed triple rows instead of failing.")
+  parser.add_argument(
+    "--workers", type=int, default=None, help="Local worker processes (default: number of CPUs)."
+  )
+  parser.add_argument(
+    "--beam_options",
+    default="",
+    help="Beam pipeline options, e.g. '--runner=DataflowRunner --project=P'.",
+  )
+  parser.add_argument(
+    "--skip_malformed",
+    action="store_true",
+    help="Skip (and count) malformed triple rows instead of failing.",
+  )
   return parser.parse_args(argv)
 
 
@@ -146,6 +173,7 @@ def main(argv: Sequence[str]) -> None:
   try:
     if args.runner == "beam":
       from jaxlab.smi import count_beam  # pylint: disable=g-import-not-at-top  (needs apache_beam)
+
       files = count_beam.match_files(args.corpus)
     else:
       files = sorted(glob.glob(args.corpus))
@@ -162,8 +190,10 @@ def main(argv: Sequence[str]) -> None:
       cli.write_jsonl_atomic(args.out, rows)
   except (OSError, ValueError) as e:
     cli.fail(str(e))
-  print(f"wrote counts for {len(triples)} triples over {len(files)} files to {args.out}",
-        file=sys.stderr)
+  print(
+    f"wrote counts for {len(triples)} triples over {len(files)} files to {args.out}",
+    file=sys.stderr,
+  )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from __future__ import annotations
 import glob
 import shlex
 import shutil
-from typing import BinaryIO, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 
 import apache_beam as beam
 import numpy as np
@@ -26,8 +27,14 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from jaxlab.progress import Progress
 from jaxlab.smi.corpus_io import iter_documents
-from jaxlab.smi.matcher import DOCUMENT_CELL, Matcher, PatternIndex, build_index, format_rows
-from jaxlab.smi.matcher import rows_from_counts
+from jaxlab.smi.matcher import (
+  DOCUMENT_CELL,
+  Matcher,
+  PatternIndex,
+  build_index,
+  format_rows,
+  rows_from_counts,
+)
 from jaxlab.smi.triples import Triple
 
 METRICS_NAMESPACE = "jaxlab.smi.count"
@@ -56,8 +63,9 @@ class _MatchDocuments(beam.DoFn):
   def setup(self) -> None:
     self._matcher = Matcher(self._index)
     self._documents = Metrics.counter(METRICS_NAMESPACE, "documents")
-    self._progress = Progress(None, label="count (beam worker)", unit="document",
-                              every_s=self._progress_every_s)
+    self._progress = Progress(
+      None, label="count (beam worker)", unit="document", every_s=self._progress_every_s
+    )
     self._seen = 0
 
   def process(self, document: str) -> Iterator[list[int]]:
@@ -91,8 +99,13 @@ class _SumCells(beam.CombineFn):
     return counts
 
 
-def build_pipeline(pipeline: beam.Pipeline, triples: Sequence[Triple],
-                   corpus_files: Sequence[str], out: str, progress_every_s: float = 10.0) -> None:
+def build_pipeline(
+  pipeline: beam.Pipeline,
+  triples: Sequence[Triple],
+  corpus_files: Sequence[str],
+  out: str,
+  progress_every_s: float = 10.0,
+) -> None:
   """Adds the counting transforms to `pipeline`, ending in the JSONL file `out`."""
   triples = list(triples)
   index = build_index(triples)
@@ -101,14 +114,16 @@ def build_pipeline(pipeline: beam.Pipeline, triples: Sequence[Triple],
     # One element holding the whole file keeps the rows in triple order on every runner.
     return format_rows(rows_from_counts(triples, index, counts)).removesuffix("\n")
 
-  _ = (pipeline
-       | "Files" >> beam.Create(list(corpus_files))
-       | "Spread" >> beam.Reshuffle()
-       | "Read" >> beam.FlatMap(_read_documents)
-       | "Match" >> beam.ParDo(_MatchDocuments(index, progress_every_s))
-       | "Sum" >> beam.CombineGlobally(_SumCells(index.n_cells))
-       | "Rows" >> beam.Map(to_jsonl)
-       | "Write" >> beam.io.WriteToText(out, shard_name_template="", num_shards=1))
+  _ = (
+    pipeline
+    | "Files" >> beam.Create(list(corpus_files))
+    | "Spread" >> beam.Reshuffle()
+    | "Read" >> beam.FlatMap(_read_documents)
+    | "Match" >> beam.ParDo(_MatchDocuments(index, progress_every_s))
+    | "Sum" >> beam.CombineGlobally(_SumCells(index.n_cells))
+    | "Rows" >> beam.Map(to_jsonl)
+    | "Write" >> beam.io.WriteToText(out, shard_name_template="", num_shards=1)
+  )
 
 
 def _delete_temporary_output(out: str) -> None:
@@ -122,8 +137,13 @@ def _delete_temporary_output(out: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def count_triples_beam(triples: Sequence[Triple], corpus_files: Sequence[str], out: str,
-                       beam_options: str = "", progress_every_s: float = 10.0) -> int:
+def count_triples_beam(
+  triples: Sequence[Triple],
+  corpus_files: Sequence[str],
+  out: str,
+  beam_options: str = "",
+  progress_every_s: float = 10.0,
+) -> int:
   """Runs the pipeline to completion, writing `out`; returns the number of documents counted.
 
   `beam_options` is a command-line style string of Beam pipeline options; without --runner the

@@ -19,21 +19,25 @@ import random
 import sys
 import tempfile
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from jaxlab.smi.count import count_triples, count_triples_naive
 from jaxlab.smi.matcher import Matcher, build_index, rows_from_counts
 from jaxlab.smi.triples import Triple
 
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
-_FILLER = ("the of and to in a is that for it as was with be by on not he this are or his from "
-           "at which but have an they you were her she there been one all we their").split()
+_FILLER = (
+  "the of and to in a is that for it as was with be by on not he this are or his from "
+  "at which but have an they you were her she there been one all we their"
+).split()
 MENTION_RATE = 0.03  # fraction of words that are subject or object names
 
 
 def _name(rng: random.Random) -> str:
-  return " ".join("".join(rng.choices(_SYLLABLES, k=rng.randint(2, 3))).capitalize()
-                  for _ in range(rng.choice((1, 1, 2))))
+  return " ".join(
+    "".join(rng.choices(_SYLLABLES, k=rng.randint(2, 3))).capitalize()
+    for _ in range(rng.choice((1, 1, 2)))
+  )
 
 
 def generate_triples(n_triples: int, seed: int = 0) -> list[Triple]:
@@ -43,8 +47,9 @@ def generate_triples(n_triples: int, seed: int = 0) -> list[Triple]:
   return [Triple(_name(rng), "rel", rng.choice(objects), i) for i in range(n_triples)]
 
 
-def generate_documents(triples: Sequence[Triple], n_docs: int, words_per_doc: int,
-                       seed: int = 0) -> list[str]:
+def generate_documents(
+  triples: Sequence[Triple], n_docs: int, words_per_doc: int, seed: int = 0
+) -> list[str]:
   """Filler-word documents in which about MENTION_RATE of the words are the triples' names."""
   rng = random.Random(seed + 1)
   names = [t.subj for t in triples] + sorted({t.obj for t in triples})
@@ -64,8 +69,9 @@ def _timed(fn, *args):
   return result, time.perf_counter() - start
 
 
-def _count_one_process(triples: Sequence[Triple], documents: Sequence[str]
-                       ) -> tuple[list[dict], float, float]:
+def _count_one_process(
+  triples: Sequence[Triple], documents: Sequence[str]
+) -> tuple[list[dict], float, float]:
   """Rows, seconds building the automaton, seconds counting (excluding the build)."""
   index = build_index(triples)
   matcher, build_s = _timed(Matcher, index)
@@ -73,8 +79,9 @@ def _count_one_process(triples: Sequence[Triple], documents: Sequence[str]
   return rows_from_counts(triples, index, counts), build_s, count_s
 
 
-def _count_local_runner(triples: Sequence[Triple], documents: Sequence[str],
-                        workers: int) -> tuple[list[dict], float]:
+def _count_local_runner(
+  triples: Sequence[Triple], documents: Sequence[str], workers: int
+) -> tuple[list[dict], float]:
   """The local runner over 4 JSONL files per worker; returns rows and seconds counting."""
   with tempfile.TemporaryDirectory() as tmp:
     n_files = 4 * workers
@@ -85,8 +92,14 @@ def _count_local_runner(triples: Sequence[Triple], documents: Sequence[str],
     return _timed(count_triples, triples, files, workers, float("inf"))
 
 
-def run_benchmark(n_docs: int, n_triples: int, words_per_doc: int = 150,
-                  runner_docs: int = 200_000, workers: int = 2, seed: int = 0) -> dict:
+def run_benchmark(
+  n_docs: int,
+  n_triples: int,
+  words_per_doc: int = 150,
+  runner_docs: int = 200_000,
+  workers: int = 2,
+  seed: int = 0,
+) -> dict:
   """Times the counters on generated corpora; raises AssertionError if any counts differ."""
   triples = generate_triples(n_triples, seed)
   documents = generate_documents(triples, n_docs, words_per_doc, seed)
@@ -100,21 +113,26 @@ def run_benchmark(n_docs: int, n_triples: int, words_per_doc: int = 150,
   local, local_s = _count_local_runner(triples, big, workers)
   if local != big_fast:
     raise AssertionError("local runner and one-process counts differ")
-  return {"docs": n_docs, "triples": n_triples, "words_per_doc": words_per_doc,
-          "patterns": len(build_index(triples).patterns),
-          "naive_docs_per_s": n_docs / naive_s,
-          "aho_corasick_docs_per_s": n_docs / fast_s,
-          "speedup": naive_s / fast_s,
-          "automaton_build_s": build_s,
-          "runner_docs": runner_docs,
-          "aho_corasick_big_docs_per_s": runner_docs / big_fast_s,
-          "local_runner_docs_per_s": runner_docs / local_s,
-          "workers": workers}
+  return {
+    "docs": n_docs,
+    "triples": n_triples,
+    "words_per_doc": words_per_doc,
+    "patterns": len(build_index(triples).patterns),
+    "naive_docs_per_s": n_docs / naive_s,
+    "aho_corasick_docs_per_s": n_docs / fast_s,
+    "speedup": naive_s / fast_s,
+    "automaton_build_s": build_s,
+    "runner_docs": runner_docs,
+    "aho_corasick_big_docs_per_s": runner_docs / big_fast_s,
+    "local_runner_docs_per_s": runner_docs / local_s,
+    "workers": workers,
+  }
 
 
 def main(argv: Sequence[str]) -> None:
-  parser = argparse.ArgumentParser(prog="python -m jaxlab.smi.count_bench",
-                                   description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m jaxlab.smi.count_bench", description=__doc__.split("\n")[0]
+  )
   parser.add_argument("--docs", type=int, default=2000)
   parser.add_argument("--triples", type=int, default=2000)
   parser.add_argument("--words_per_doc", type=int, default=150)
@@ -122,19 +140,26 @@ def main(argv: Sequence[str]) -> None:
   parser.add_argument("--workers", type=int, default=2)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  r = run_benchmark(args.docs, args.triples, args.words_per_doc, args.runner_docs, args.workers,
-                    args.seed)
-  print(f"{r['triples']} triples ({r['patterns']} patterns), {r['words_per_doc']} words/document, "
-        f"{os.cpu_count()} CPUs")
+  r = run_benchmark(
+    args.docs, args.triples, args.words_per_doc, args.runner_docs, args.workers, args.seed
+  )
+  print(
+    f"{r['triples']} triples ({r['patterns']} patterns), {r['words_per_doc']} words/document, "
+    f"{os.cpu_count()} CPUs"
+  )
   print(f"{r['docs']} documents, one process:")
   print(f"  naive per-triple scan      {r['naive_docs_per_s']:10,.0f} documents/s")
   print(f"  Aho-Corasick               {r['aho_corasick_docs_per_s']:10,.0f} documents/s")
-  print(f"  ratio                      {r['speedup']:10,.1f}x "
-        f"(automaton built once in {r['automaton_build_s']:.3f} s, not included)")
+  print(
+    f"  ratio                      {r['speedup']:10,.1f}x "
+    f"(automaton built once in {r['automaton_build_s']:.3f} s, not included)"
+  )
   print(f"{r['runner_docs']} documents in JSONL files:")
   print(f"  Aho-Corasick, one process  {r['aho_corasick_big_docs_per_s']:10,.0f} documents/s")
-  print(f"  local runner, {r['workers']} workers    {r['local_runner_docs_per_s']:10,.0f} "
-        "documents/s (file reading, process start-up included)")
+  print(
+    f"  local runner, {r['workers']} workers    {r['local_runner_docs_per_s']:10,.0f} "
+    "documents/s (file reading, process start-up included)"
+  )
 
 
 if __name__ == "__main__":

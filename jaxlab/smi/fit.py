@@ -14,7 +14,8 @@ import json
 import math
 import os
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,15 +50,22 @@ def group_mean_fit(x: Sequence[float], acc: Sequence[float]) -> dict[str, float 
   slope = sxy / sxx
   intercept = gy.mean() - slope * gx.mean()
   r2 = sxy * sxy / (sxx * syy) if syy > 0 else 0.0
-  mse = np.mean([np.mean((np.array(values) - (slope * xg + intercept)) ** 2)
-                 for xg, values in groups.items()])
-  return {"r2": float(r2), "mse": float(mse), "slope": float(slope),
-          "intercept": float(intercept), "upper_bound": float(slope + intercept),
-          "n_groups": len(groups)}
+  mse = np.mean(
+    [np.mean((np.array(values) - (slope * xg + intercept)) ** 2) for xg, values in groups.items()]
+  )
+  return {
+    "r2": float(r2),
+    "mse": float(mse),
+    "slope": float(slope),
+    "intercept": float(intercept),
+    "upper_bound": float(slope + intercept),
+    "n_groups": len(groups),
+  }
 
 
-def _result(n_triples: int, n_dropped: int, xs: Mapping[str, Sequence[float]],
-            acc: Sequence[float]) -> dict[str, Any]:
+def _result(
+  n_triples: int, n_dropped: int, xs: Mapping[str, Sequence[float]], acc: Sequence[float]
+) -> dict[str, Any]:
   methods = {}
   for method in METHODS:
     try:
@@ -67,8 +75,9 @@ def _result(n_triples: int, n_dropped: int, xs: Mapping[str, Sequence[float]],
   return {"n_triples": n_triples, "n_dropped": n_dropped, "methods": methods}
 
 
-def fit_records(records: Sequence[Mapping], params: float, variant: str = "latest"
-                ) -> dict[str, Any]:
+def fit_records(
+  records: Sequence[Mapping], params: float, variant: str = "latest"
+) -> dict[str, Any]:
   """The fit.json content for one model: predictors of the records, then a fit per method."""
   kept, n_dropped, xs = predictors(records, params, variant)
   return _result(len(records), n_dropped, xs, [r["acc"] for r in kept])
@@ -85,8 +94,11 @@ def _check_record(row: Any) -> str | None:
     value = row.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
       return f"field {key!r} must be a non-negative integer, got {value!r}"
-  if row["n_docs"] == 0 or not row["n_both"] <= min(row["n_subj"], row["n_obj"]) or max(
-      row["n_subj"], row["n_obj"]) > row["n_docs"]:
+  if (
+    row["n_docs"] == 0
+    or not row["n_both"] <= min(row["n_subj"], row["n_obj"])
+    or max(row["n_subj"], row["n_obj"]) > row["n_docs"]
+  ):
     return "counts must satisfy n_both <= n_subj, n_obj <= n_docs and n_docs > 0"
   acc = row.get("acc")
   if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
@@ -112,43 +124,61 @@ def load_records(path: str) -> list[dict]:
   return records
 
 
-def plot_fit(ax, x: Sequence[float], acc: Sequence[float], fit: Mapping[str, float],
-             label: str, color: str | None = None) -> None:
+def plot_fit(
+  ax,
+  x: Sequence[float],
+  acc: Sequence[float],
+  fit: Mapping[str, float],
+  label: str,
+  color: str | None = None,
+) -> None:
   """Draws group means (area by group size) and the fitted line on a matplotlib Axes.
 
   Reusable for a combined figure, e.g. one call per model size on the same Axes.
   """
   groups = _groups(x, acc)
   sizes = np.array([len(v) for v in groups.values()])
-  points = ax.scatter(list(groups), [np.mean(v) for v in groups.values()],
-                      s=8 + 120 * sizes / sizes.max(), alpha=0.6, color=color)
+  points = ax.scatter(
+    list(groups),
+    [np.mean(v) for v in groups.values()],
+    s=8 + 120 * sizes / sizes.max(),
+    alpha=0.6,
+    color=color,
+  )
   line_x = np.array([0.0, 1.0])
-  ax.plot(line_x, fit["slope"] * line_x + fit["intercept"], color=points.get_facecolor()[0][:3],
-          label=f"{label} ($R^2$={fit['r2']:.3f})")
+  ax.plot(
+    line_x,
+    fit["slope"] * line_x + fit["intercept"],
+    color=points.get_facecolor()[0][:3],
+    label=f"{label} ($R^2$={fit['r2']:.3f})",
+  )
 
 
-def save_scatter(path: str, method: str, x: Sequence[float], acc: Sequence[float],
-                 fit: Mapping[str, float]) -> None:
+def save_scatter(
+  path: str, method: str, x: Sequence[float], acc: Sequence[float], fit: Mapping[str, float]
+) -> None:
   """One PNG: group means of accuracy against the method's predictor, with the fit."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top  (slow import)
 
   figure = Figure(figsize=(4.5, 3.5), dpi=120, layout="constrained")
   ax = figure.subplots()
   plot_fit(ax, x, acc, fit, method)
-  ax.set(xlabel=f"{method} (normalized)", ylabel="CBQA accuracy (group mean)",
-         xlim=(-0.03, 1.03))
+  ax.set(xlabel=f"{method} (normalized)", ylabel="CBQA accuracy (group mean)", xlim=(-0.03, 1.03))
   ax.legend(loc="upper left")
   figure.savefig(path)
 
 
 def format_table(result: Mapping[str, Any]) -> str:
   """fit.json as a fixed-width text table."""
-  lines = [f"n_triples={result['n_triples']} n_dropped={result['n_dropped']}",
-           f"{'method':<9} {'R^2':>6} {'MSE':>8} {'slope':>7} {'intercept':>9} "
-           f"{'upper':>6} {'groups':>6}"]
+  lines = [
+    f"n_triples={result['n_triples']} n_dropped={result['n_dropped']}",
+    f"{'method':<9} {'R^2':>6} {'MSE':>8} {'slope':>7} {'intercept':>9} {'upper':>6} {'groups':>6}",
+  ]
   for method, f in result["methods"].items():
-    lines.append(f"{method:<9} {f['r2']:6.3f} {f['mse']:8.4f} {f['slope']:7.3f} "
-                 f"{f['intercept']:9.3f} {f['upper_bound']:6.3f} {f['n_groups']:6d}")
+    lines.append(
+      f"{method:<9} {f['r2']:6.3f} {f['mse']:8.4f} {f['slope']:7.3f} "
+      f"{f['intercept']:9.3f} {f['upper_bound']:6.3f} {f['n_groups']:6d}"
+    )
   return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import ahocorasick
 import numpy as np
@@ -29,6 +29,7 @@ class PatternIndex:
   patterns[i] is counted in cell i + 1; pairs[j] = (subject cell, object cell) is counted in cell
   1 + len(patterns) + j; triple_cells[t] = (subject cell, object cell, pair cell) of triple t.
   """
+
   patterns: tuple[str, ...]
   pairs: tuple[tuple[int, int], ...]
   triple_cells: tuple[tuple[int, int, int], ...]
@@ -84,8 +85,12 @@ class Matcher:
           hits.append(pair)
     return hits
 
-  def count(self, documents: Iterable[str], on_progress: Callable[[int], None] | None = None,
-            progress_every: int = 10_000) -> np.ndarray:
+  def count(
+    self,
+    documents: Iterable[str],
+    on_progress: Callable[[int], None] | None = None,
+    progress_every: int = 10_000,
+  ) -> np.ndarray:
     """The count vector of `documents`; `on_progress(n)` is told about every n new documents."""
     counts = [0] * self.index.n_cells  # list indexing is faster than numpy for scalar updates
     n_docs = 0
@@ -109,13 +114,21 @@ def triple_fields(triple: Triple) -> dict:
   return row
 
 
-def rows_from_counts(triples: Sequence[Triple], index: PatternIndex,
-                     counts: np.ndarray) -> list[dict]:
+def rows_from_counts(
+  triples: Sequence[Triple], index: PatternIndex, counts: np.ndarray
+) -> list[dict]:
   """One output row per triple: its fields plus n_docs, n_subj, n_obj, n_both."""
   n_docs = int(counts[DOCUMENT_CELL])
-  return [{**triple_fields(t), "n_docs": n_docs, "n_subj": int(counts[s]),
-           "n_obj": int(counts[o]), "n_both": int(counts[p])}
-          for t, (s, o, p) in zip(triples, index.triple_cells)]
+  return [
+    {
+      **triple_fields(t),
+      "n_docs": n_docs,
+      "n_subj": int(counts[s]),
+      "n_obj": int(counts[o]),
+      "n_both": int(counts[p]),
+    }
+    for t, (s, o, p) in zip(triples, index.triple_cells)
+  ]
 
 
 def format_rows(rows: Iterable[dict]) -> str:

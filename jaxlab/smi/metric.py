@@ -8,7 +8,7 @@ MI <= 0 (which includes N_so = 0).
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 VARIANTS = ("latest", "v1")
 METHODS = ("CO-OCCUR", "MI", "SMI")
@@ -53,8 +53,9 @@ def smi(mi_norm: float, params: float, variant: str = "latest") -> float:
   return mi_norm ** (1 + 1 / model_size_term(params, variant))
 
 
-def predictors(records: Sequence[Mapping], params: float, variant: str = "latest"
-               ) -> tuple[list[Mapping], int, dict[str, list[float]]]:
+def predictors(
+  records: Sequence[Mapping], params: float, variant: str = "latest"
+) -> tuple[list[Mapping], int, dict[str, list[float]]]:
   """Drops records with MI <= 0 and computes each predictor for the kept ones.
 
   Records carry n_docs, n_subj, n_obj, n_both. Returns (kept records, number dropped,
@@ -70,8 +71,12 @@ def predictors(records: Sequence[Mapping], params: float, variant: str = "latest
   if not kept:
     return kept, len(records), {method: [] for method in METHODS}
   mi_norm = minmax([quantize(v) for v in mi])
-  return kept, len(records) - len(kept), {
+  return (
+    kept,
+    len(records) - len(kept),
+    {
       "CO-OCCUR": minmax([quantize(r["n_both"]) for r in kept]),
       "MI": mi_norm,
       "SMI": [smi(v, params, variant) for v in mi_norm],
-  }
+    },
+  )

@@ -12,6 +12,7 @@ SUBJECT_SLOT = "[S]"
 @dataclasses.dataclass(frozen=True)
 class Triple:
   """One fact (subject, relation, object); `idx` is the dataset's own id when it has one."""
+
   subj: str
   rel: str
   obj: str
@@ -91,7 +92,8 @@ def load_templates(path: str) -> dict[str, list[str]]:
     for template in templates:
       if not isinstance(template, str) or SUBJECT_SLOT not in template:
         raise ValueError(
-            f"{path}: relation {rel!r}: template {template!r} does not contain {SUBJECT_SLOT}")
+          f"{path}: relation {rel!r}: template {template!r} does not contain {SUBJECT_SLOT}"
+        )
   return data
 
 

@@ -36,6 +36,7 @@ class MetricsWriter:
         _drop_rows_after(path, after_step)
       self._jsonl = open(path, "a")
       from tensorboardX import SummaryWriter  # imported here: only the writing process needs it
+
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ DECAYS = ("cosine", "linear", "constant")
 @dataclasses.dataclass(frozen=True)
 class AdamWSettings:
   """The `optimizer` section of every study but DLL."""
+
   name: str = "adamw"
   lr: float = 3e-4
   warmup_steps: int = 100
@@ -68,14 +69,21 @@ def weight_decay_mask(params: Any, no_decay_patterns: tuple[str, ...]) -> Any:
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def build_optimizer(opt: AdamWSettings,
-                    total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def build_optimizer(
+  opt: AdamWSettings, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """AdamW with global-norm clipping; returns the transformation and its schedule."""
   opt.validate()
   schedule = learning_rate_schedule(opt, total_steps)
   patterns = tuple(opt.no_decay_patterns)
-  tx = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay,
-                   mask=lambda params: weight_decay_mask(params, patterns))
+  tx = optax.adamw(
+    schedule,
+    b1=opt.b1,
+    b2=opt.b2,
+    eps=opt.eps,
+    weight_decay=opt.weight_decay,
+    mask=lambda params: weight_decay_mask(params, patterns),
+  )
   if opt.clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
   return tx, schedule
@@ -84,6 +92,7 @@ def build_optimizer(opt: AdamWSettings,
 @dataclasses.dataclass(frozen=True)
 class FeedbackAdamSettings:
   """The DLL study's `optimizer` section: Adam, linear decay to 0, Theta at a fraction of lr."""
+
   lr: float = 1e-3
   theta_lr_ratio: float = 0.1
   b1: float = 0.9
@@ -92,7 +101,8 @@ class FeedbackAdamSettings:
 
 
 def feedback_param_labels(params: Any) -> Any:
-  """"theta" for feedback matrices (keys starting with theta), "w" for everything else."""
+  """ "theta" for feedback matrices (keys starting with theta), "w" for everything else."""
+
   def label(path, _):
     name = str(getattr(path[-1], "key", ""))
     return "theta" if name.startswith("theta") else "w"
@@ -100,8 +110,9 @@ def feedback_param_labels(params: Any) -> Any:
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def build_feedback_optimizer(opt: FeedbackAdamSettings, total_steps: int, learns_theta: bool
-                             ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def build_feedback_optimizer(
+  opt: FeedbackAdamSettings, total_steps: int, learns_theta: bool
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Adam with separate state per tensor and a linear decay to 0 over `total_steps`; Theta's
   peak rate is `lr * theta_lr_ratio`; Theta is left unchanged when the rule does not learn it."""
   if not opt.lr > 0:

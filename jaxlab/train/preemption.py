@@ -1,11 +1,10 @@
-"""SIGTERM/SIGINT turn into a "stop after this step" request, so the loop can checkpoint and exit."""
+"""SIGTERM/SIGINT become a "stop after this step" request, so the loop can checkpoint and exit."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import types
-
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +25,11 @@ class PreemptionGuard:
       signal.signal(signal.SIGINT, signal.default_int_handler)
       raise KeyboardInterrupt
     self.requested = True
-    logger.warning("received %s: saving a checkpoint after the current step",
-                    signal.Signals(signum).name)
+    logger.warning(
+      "received %s: saving a checkpoint after the current step", signal.Signals(signum).name
+    )
 
-  def __enter__(self) -> "PreemptionGuard":
+  def __enter__(self) -> PreemptionGuard:
     for sig in (signal.SIGTERM, signal.SIGINT):
       self._previous[sig] = signal.signal(sig, self._handle)
     return self

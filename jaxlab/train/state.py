@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax
 import flax.linen as nn
@@ -24,6 +25,7 @@ class TrainState:
   `model_state` holds the model's mutable collections (BatchNorm statistics), `frozen` what the
   objective reads but never trains (a reference model's parameters).
   """
+
   step: jax.Array
   params: PyTree
   opt_state: PyTree
@@ -41,8 +43,9 @@ def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
-def variable_shardings(init_variables: InitVariables, mesh: jax.sharding.Mesh,
-                       rules: Sequence[tuple[str, Any]]) -> tuple[PyTree, PyTree]:
+def variable_shardings(
+  init_variables: InitVariables, mesh: jax.sharding.Mesh, rules: Sequence[tuple[str, Any]]
+) -> tuple[PyTree, PyTree]:
   """Abstract (unboxed) variables and their NamedShardings from the logical axis names
   (arrays without names are replicated)."""
   boxed = jax.eval_shape(init_variables, jax.random.PRNGKey(0))
@@ -53,8 +56,9 @@ def variable_shardings(init_variables: InitVariables, mesh: jax.sharding.Mesh,
 
 def check_divisible(abstract: PyTree, shardings: PyTree) -> None:
   """Raises ValueError naming the first array whose sharded dimension the mesh does not divide."""
-  for (path, leaf), sharding in zip(jax.tree_util.tree_leaves_with_path(abstract),
-                                    jax.tree.leaves(shardings)):
+  for (path, leaf), sharding in zip(
+    jax.tree_util.tree_leaves_with_path(abstract), jax.tree.leaves(shardings)
+  ):
     mesh_sizes = dict(zip(sharding.mesh.axis_names, sharding.mesh.devices.shape))
     for dim, axes in zip(leaf.shape, sharding.spec):
       axes = (axes,) if isinstance(axes, str) else (axes or ())
@@ -63,17 +67,23 @@ def check_divisible(abstract: PyTree, shardings: PyTree) -> None:
         ways *= mesh_sizes[axis]
       if dim % ways:
         name = "/".join(str(getattr(k, "key", k)) for k in path)
-        raise ValueError(f"parameter {name} {tuple(leaf.shape)}: dimension {dim} is not divisible "
-                         f"by mesh axes {axes} of size {ways}")
+        raise ValueError(
+          f"parameter {name} {tuple(leaf.shape)}: dimension {dim} is not divisible "
+          f"by mesh axes {axes} of size {ways}"
+        )
 
 
 def _split(variables: dict[str, PyTree]) -> tuple[PyTree, PyTree]:
   return variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
 
-def state_shardings(init_variables: InitVariables, init_frozen: InitFrozen,
-                    tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
-                    rules: Sequence[tuple[str, Any]]) -> tuple[TrainState, TrainState]:
+def state_shardings(
+  init_variables: InitVariables,
+  init_frozen: InitFrozen,
+  tx: optax.GradientTransformation,
+  mesh: jax.sharding.Mesh,
+  rules: Sequence[tuple[str, Any]],
+) -> tuple[TrainState, TrainState]:
   """Abstract TrainState and matching shardings; optimizer moments follow their parameters,
   optimizer scalars (e.g. `count`) are replicated, frozen state follows the parameters it
   derives from where the shapes allow and is replicated otherwise."""
@@ -84,38 +94,65 @@ def state_shardings(init_variables: InitVariables, init_frozen: InitFrozen,
   abstract_opt = jax.eval_shape(tx.init, abstract_params)
   # Masked-out parameters (optax.multi_transform) keep their empty MaskedNode.
   opt_sharding = optax.tree_map_params(
-      tx, lambda leaf, sharding: leaf if isinstance(leaf, optax.MaskedNode) else sharding,
-      abstract_opt, params_sharding, transform_non_params=lambda _: replicated(mesh),
-      is_leaf=lambda x: isinstance(x, (jax.sharding.Sharding, optax.MaskedNode)))
+    tx,
+    lambda leaf, sharding: leaf if isinstance(leaf, optax.MaskedNode) else sharding,
+    abstract_opt,
+    params_sharding,
+    transform_non_params=lambda _: replicated(mesh),
+    is_leaf=lambda x: isinstance(x, (jax.sharding.Sharding, optax.MaskedNode)),
+  )
   abstract_frozen = jax.eval_shape(init_frozen, abstract_params)
-  frozen_sharding = (params_sharding if jax.tree.structure(abstract_frozen)
-                     == jax.tree.structure(abstract_params)
-                     else jax.tree.map(lambda _: replicated(mesh), abstract_frozen))
+  frozen_sharding = (
+    params_sharding
+    if jax.tree.structure(abstract_frozen) == jax.tree.structure(abstract_params)
+    else jax.tree.map(lambda _: replicated(mesh), abstract_frozen)
+  )
   scalar = jax.ShapeDtypeStruct((), jnp.int32)
-  abstract = TrainState(step=scalar, params=abstract_params, opt_state=abstract_opt,
-                        rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
-                        model_state=_split(abstract_vars)[1], frozen=abstract_frozen)
-  shardings = TrainState(step=replicated(mesh), params=params_sharding, opt_state=opt_sharding,
-                         rng=replicated(mesh), model_state=_split(var_shardings)[1],
-                         frozen=frozen_sharding)
+  abstract = TrainState(
+    step=scalar,
+    params=abstract_params,
+    opt_state=abstract_opt,
+    rng=jax.ShapeDtypeStruct((2,), jnp.uint32),
+    model_state=_split(abstract_vars)[1],
+    frozen=abstract_frozen,
+  )
+  shardings = TrainState(
+    step=replicated(mesh),
+    params=params_sharding,
+    opt_state=opt_sharding,
+    rng=replicated(mesh),
+    model_state=_split(var_shardings)[1],
+    frozen=frozen_sharding,
+  )
   return abstract, shardings
 
 
 def with_shardings(abstract: PyTree, shardings: PyTree) -> PyTree:
   """ShapeDtypeStructs that carry their sharding (what lower() and orbax restore want)."""
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)
+  return jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+  )
 
 
-def create_state(init_variables: InitVariables, init_frozen: InitFrozen,
-                 tx: optax.GradientTransformation, seed: int,
-                 shardings: TrainState) -> TrainState:
+def create_state(
+  init_variables: InitVariables,
+  init_frozen: InitFrozen,
+  tx: optax.GradientTransformation,
+  seed: int,
+  shardings: TrainState,
+) -> TrainState:
   """Initializes the variables, frozen and optimizer state directly into their shardings."""
 
   def init(rng):
     params_rng, state_rng = jax.random.split(rng)
     params, model_state = _split(nn.unbox(init_variables(params_rng)))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=state_rng, model_state=model_state, frozen=init_frozen(params))
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      rng=state_rng,
+      model_state=model_state,
+      frozen=init_frozen(params),
+    )
 
   return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(seed))

@@ -8,7 +8,7 @@ give exactly the gradient and metrics of the whole batch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -43,8 +43,12 @@ def _divide(sums: dict[str, jax.Array], weight: jax.Array) -> dict[str, jax.Arra
   return {k: v / weight for k, v in sums.items()}
 
 
-def make_train_step(objective: Objective, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, num_microbatches: int = 1) -> StepFn:
+def make_train_step(
+  objective: Objective,
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+  num_microbatches: int = 1,
+) -> StepFn:
   """Builds `step(state, batch) -> (state, metrics)` for `objective`."""
 
   def loss_fn(params, model_state, frozen, batch, rng):
@@ -57,40 +61,58 @@ def make_train_step(objective: Objective, tx: optax.GradientTransformation,
     rng = jax.random.fold_in(state.rng, state.step)
 
     def microbatch_grads(model_state, microbatch, index):
-      (_, out), grads = grad_fn(state.params, model_state, state.frozen, microbatch,
-                                jax.random.fold_in(rng, index))
+      (_, out), grads = grad_fn(
+        state.params, model_state, state.frozen, microbatch, jax.random.fold_in(rng, index)
+      )
       return out, grads
 
     if num_microbatches == 1:
       out, grads = microbatch_grads(state.model_state, batch, 0)
       loss_sum, weight_sum, metric_sums, model_state = out
     else:
+
       def accumulate(carry, indexed):
         index, microbatch = indexed
         loss_acc, weight_acc, metrics_acc, grads_acc, model_state = carry
         out, grads = microbatch_grads(model_state, microbatch, index)
-        return (loss_acc + out.loss_sum, weight_acc + out.weight_sum,
-                jax.tree.map(jnp.add, metrics_acc, out.metrics),
-                jax.tree.map(jnp.add, grads_acc, grads), out.model_state), None
+        return (
+          loss_acc + out.loss_sum,
+          weight_acc + out.weight_sum,
+          jax.tree.map(jnp.add, metrics_acc, out.metrics),
+          jax.tree.map(jnp.add, grads_acc, grads),
+          out.model_state,
+        ), None
 
       microbatches = split_microbatches(batch, num_microbatches)
       first = jax.tree.map(lambda x: x[0], microbatches)
       metric_shapes = jax.eval_shape(
-          lambda: objective(state.params, state.model_state, state.frozen, first, rng, True))
+        lambda: objective(state.params, state.model_state, state.frozen, first, rng, True)
+      )
       zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)  # noqa: E731
-      init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32),
-              zeros(metric_shapes.metrics), zeros(state.params), state.model_state)
+      init = (
+        jnp.zeros((), jnp.float32),
+        jnp.zeros((), jnp.float32),
+        zeros(metric_shapes.metrics),
+        zeros(state.params),
+        state.model_state,
+      )
       (loss_sum, weight_sum, metric_sums, grads, model_state), _ = jax.lax.scan(
-          accumulate, init, (jnp.arange(num_microbatches), microbatches))
+        accumulate, init, (jnp.arange(num_microbatches), microbatches)
+      )
     denominator = jnp.maximum(weight_sum, 1e-9)
     grads = jax.tree.map(lambda g: g / denominator, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss_sum / denominator, "grad_norm": optax.tree.norm(grads),
-               "learning_rate": schedule(state.step), "weight": weight_sum,
-               **_divide(metric_sums, denominator)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         model_state=model_state), metrics
+    metrics = {
+      "loss": loss_sum / denominator,
+      "grad_norm": optax.tree.norm(grads),
+      "learning_rate": schedule(state.step),
+      "weight": weight_sum,
+      **_divide(metric_sums, denominator),
+    }
+    return state.replace(
+      step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+    ), metrics
 
   return step
 
@@ -108,6 +130,7 @@ def make_eval_step(objective: Objective) -> Callable[[TrainState, Batch], dict]:
 def evaluation_metrics(sums: dict[str, float], prefix: str) -> dict[str, float]:
   """`{prefix}_loss` and `{prefix}_{metric}` from the sums an evaluation accumulated."""
   weight = max(sums.pop("weight_sum"), 1e-9)
-  return {f"{prefix}_loss": sums.pop("loss_sum") / weight,
-          **{f"{prefix}_{k}": v / weight for k, v in sums.items()}}
-
+  return {
+    f"{prefix}_loss": sums.pop("loss_sum") / weight,
+    **{f"{prefix}_{k}": v / weight for k, v in sums.items()},
+  }

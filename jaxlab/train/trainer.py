@@ -24,7 +24,8 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import numpy as np
@@ -53,6 +54,7 @@ HookFn = Callable[[state_lib.TrainState, int], Metrics | None]
 @dataclasses.dataclass(frozen=True)
 class TrainerSettings:
   """How long to train and how often to log, evaluate and checkpoint (in steps)."""
+
   steps: int
   log_every: int = 10
   eval_every: int = 0  # 0: evaluate at the end only
@@ -66,6 +68,7 @@ class TrainerSettings:
 @dataclasses.dataclass(frozen=True)
 class Program:
   """What a study trains: the objective, how its variables start, and the optimizer."""
+
   objective: Objective
   init_variables: state_lib.InitVariables
   tx: optax.GradientTransformation
@@ -76,6 +79,7 @@ class Program:
 @dataclasses.dataclass(frozen=True)
 class Throughput:
   """Items (e.g. tokens) per step and, optionally, training FLOPs per item (for MFU)."""
+
   unit: str
   per_step: int
   flops_per_item: float | None = None
@@ -94,20 +98,32 @@ class Hook:
 class Trainer:
   """Trains `program` on `data` in `workdir` over `mesh`; see the module docstring."""
 
-  def __init__(self, settings: TrainerSettings, program: Program, data: DataSource | None,
-               batch_spec: dict[str, jax.ShapeDtypeStruct], *, mesh: jax.sharding.Mesh,
-               rules: tuple, workdir: str, summary_fields: dict[str, Any] | None = None,
-               throughput: Throughput | None = None):
+  def __init__(
+    self,
+    settings: TrainerSettings,
+    program: Program,
+    data: DataSource | None,
+    batch_spec: dict[str, jax.ShapeDtypeStruct],
+    *,
+    mesh: jax.sharding.Mesh,
+    rules: tuple,
+    workdir: str,
+    summary_fields: dict[str, Any] | None = None,
+    throughput: Throughput | None = None,
+  ):
     self.settings, self.program, self.data = settings, program, data
     self.mesh, self.rules, self.workdir = mesh, rules, workdir
     self.summary_fields = dict(summary_fields or {})
     self.throughput = throughput
     self.is_main = jax.process_index() == 0
     self.batch_sharding = batch_sharding(mesh, rules)
-    self.batch_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
-                       for k, v in batch_spec.items()}
+    self.batch_spec = {
+      k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
+      for k, v in batch_spec.items()
+    }
     self.abstract_state, self.state_sharding = state_lib.state_shardings(
-        program.init_variables, program.init_frozen, program.tx, mesh, rules)
+      program.init_variables, program.init_frozen, program.tx, mesh, rules
+    )
     self._hooks: list[Hook] = []
 
   # ------------------------------------------------------------------ extension points
@@ -117,13 +133,16 @@ class Trainer:
     the last step; the metrics it returns are logged and kept for the summary."""
     self._hooks.append(Hook(fn, every, at_end))
 
-  def add_evaluator(self, name: str, batches: Callable[[], Iterable[Batch]],
-                    every: int | None = None) -> None:
+  def add_evaluator(
+    self, name: str, batches: Callable[[], Iterable[Batch]], every: int | None = None
+  ) -> None:
     """Evaluates the objective on `batches()` (host-local batches, a fresh pass each call) and
     logs `{name}_loss` and `{name}_{metric}`; the cadence defaults to `settings.eval_every`."""
-    eval_step = jax.jit(make_eval_step(self.program.objective),
-                        in_shardings=(self.state_sharding, self.batch_sharding),
-                        out_shardings=state_lib.replicated(self.mesh))
+    eval_step = jax.jit(
+      make_eval_step(self.program.objective),
+      in_shardings=(self.state_sharding, self.batch_sharding),
+      out_shardings=state_lib.replicated(self.mesh),
+    )
 
     def evaluate(state, step):
       del step
@@ -145,21 +164,29 @@ class Trainer:
   def compile(self):
     """Lowers and compiles the train step against abstract inputs (nothing allocated) and logs
     its per-device memory."""
-    step = make_train_step(self.program.objective, self.program.tx, self.program.schedule,
-                           self.settings.microbatches)
-    jitted = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding),
-                     out_shardings=(self.state_sharding, state_lib.replicated(self.mesh)),
-                     donate_argnums=(0,))
+    step = make_train_step(
+      self.program.objective, self.program.tx, self.program.schedule, self.settings.microbatches
+    )
+    jitted = jax.jit(
+      step,
+      in_shardings=(self.state_sharding, self.batch_sharding),
+      out_shardings=(self.state_sharding, state_lib.replicated(self.mesh)),
+      donate_argnums=(0,),
+    )
     with mesh_context(self.mesh, self.rules):
       compiled = jitted.lower(self.abstract_state_with_shardings(), self.batch_spec).compile()
     self.bytes_per_device = compiled_memory_per_device(compiled)
     stats = compiled.memory_analysis()
     if stats is not None:
-      logger.info("train step memory per device: arguments %.1f MiB, outputs %.1f MiB, "
-                  "aliased %.1f MiB, temporaries %.1f MiB, total %.1f MiB",
-                  stats.argument_size_in_bytes / 2**20, stats.output_size_in_bytes / 2**20,
-                  stats.alias_size_in_bytes / 2**20, stats.temp_size_in_bytes / 2**20,
-                  self.bytes_per_device / 2**20)
+      logger.info(
+        "train step memory per device: arguments %.1f MiB, outputs %.1f MiB, "
+        "aliased %.1f MiB, temporaries %.1f MiB, total %.1f MiB",
+        stats.argument_size_in_bytes / 2**20,
+        stats.output_size_in_bytes / 2**20,
+        stats.alias_size_in_bytes / 2**20,
+        stats.temp_size_in_bytes / 2**20,
+        self.bytes_per_device / 2**20,
+      )
     return compiled
 
   def num_params(self) -> int:
@@ -178,8 +205,13 @@ class Trainer:
   def create_state(self) -> state_lib.TrainState:
     """A fresh state for `settings.seed`, created directly into its shardings."""
     with mesh_context(self.mesh, self.rules):
-      return state_lib.create_state(self.program.init_variables, self.program.init_frozen,
-                                    self.program.tx, self.settings.seed, self.state_sharding)
+      return state_lib.create_state(
+        self.program.init_variables,
+        self.program.init_frozen,
+        self.program.tx,
+        self.settings.seed,
+        self.state_sharding,
+      )
 
   def _throughput_metrics(self, step_time: float) -> Metrics:
     if self.throughput is None:
@@ -202,8 +234,9 @@ class Trainer:
     total = self.settings.steps
     started = time.perf_counter()
     with PreemptionGuard() as guard:
-      checkpointer = Checkpointer(self.workdir, keep=self.settings.checkpoint_keep,
-                                  use_async=self.settings.async_checkpoints)
+      checkpointer = Checkpointer(
+        self.workdir, keep=self.settings.checkpoint_keep, use_async=self.settings.async_checkpoints
+      )
       latest = checkpointer.latest_step()
       if latest is not None and latest >= total and os.path.isfile(summary_path):
         checkpointer.close()
@@ -231,8 +264,9 @@ class Trainer:
           is_last = step == total or preempted
           logged: Metrics = {}
           if step % self.settings.log_every == 0 or is_last:
-            logged = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
-                      for k in pending[0]}
+            logged = {
+              k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]
+            }
             step_time = (time.perf_counter() - interval_start) / interval_steps
             logged.update(step_time_s=step_time, **self._throughput_metrics(step_time))
             pending = []
@@ -255,11 +289,18 @@ class Trainer:
       self.data.close()
       progress.close()
       writer.close()
-    summary = {"step": step, "total_steps": total, "preempted": preempted,
-               "params": self.num_params(), "num_devices": int(self.mesh.devices.size),
-               "device_kind": self.mesh.devices.flat[0].device_kind,
-               "bytes_per_device": self.bytes_per_device,
-               "wall_time_s": time.perf_counter() - started, **self.summary_fields, **last}
+    summary = {
+      "step": step,
+      "total_steps": total,
+      "preempted": preempted,
+      "params": self.num_params(),
+      "num_devices": int(self.mesh.devices.size),
+      "device_kind": self.mesh.devices.flat[0].device_kind,
+      "bytes_per_device": self.bytes_per_device,
+      "wall_time_s": time.perf_counter() - started,
+      **self.summary_fields,
+      **last,
+    }
     if self.is_main:
       write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -37,9 +37,14 @@ def test_markdown_table():
 
 def test_kernels_compile_for_a_tpu_topology_from_this_machine(tmp_path):
   out = tmp_path / "aot.json"
-  result = subprocess.run([sys.executable, "-m", "jaxlab.bench", "kernels", "--aot_tpu", "v5e-8",
-                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=""), timeout=600)
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxlab.bench", "kernels", "--aot_tpu", "v5e-8", "--out", str(out)],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=""),
+    timeout=600,
+  )
   assert result.returncode == 0, result.stdout + result.stderr[-2000:]
   lines = [line for line in result.stdout.splitlines() if line.startswith(("OK", "FAIL"))]
   assert len(lines) == 8 and all(line.startswith("OK") for line in lines)

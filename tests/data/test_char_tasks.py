@@ -13,7 +13,7 @@ def test_windows_are_shifted_by_one_and_test_follows_train():
   assert len(train.inputs) + len(test.inputs) == num_windows
   assert len(test.inputs) == round(0.1 * num_windows)
   np.testing.assert_array_equal(train.inputs[0], tokens[:8])
-  np.testing.assert_array_equal(test.targets[-1], tokens[num_windows * 8 - 7:num_windows * 8 + 1])
+  np.testing.assert_array_equal(test.targets[-1], tokens[num_windows * 8 - 7 : num_windows * 8 + 1])
 
 
 def test_encoding_normalizes_case_and_whitespace():

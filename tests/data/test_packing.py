@@ -19,13 +19,20 @@ def make_documents(count: int, seed: int = 0) -> list[np.ndarray]:
 def pack(documents: list[np.ndarray], num_rows: int = 4, shuffle_rows: bool = False) -> list[dict]:
   examples = [lm_example(d[1:-1].tolist(), bos_id=BOS, eos_id=EOS) for d in documents]
   dataset = grain.MapDataset.source(examples).to_iter_dataset()
-  return list(pack_lm_examples(dataset, seq_len=SEQ_LEN, num_rows=num_rows, pad_id=PAD, seed=0,
-                               shuffle_rows=shuffle_rows))
+  return list(
+    pack_lm_examples(
+      dataset, seq_len=SEQ_LEN, num_rows=num_rows, pad_id=PAD, seed=0, shuffle_rows=shuffle_rows
+    )
+  )
 
 
 def segments(row: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  return [(row["inputs"][m], row["targets"][m], row["positions"][m])
-          for m in (row["segment_ids"] == s for s in np.unique(row["segment_ids"][row["segment_ids"] > 0]))]
+  return [
+    (row["inputs"][m], row["targets"][m], row["positions"][m])
+    for m in (
+      row["segment_ids"] == s for s in np.unique(row["segment_ids"][row["segment_ids"] > 0])
+    )
+  ]
 
 
 def test_lm_example_shifts_framed_document():
@@ -49,7 +56,7 @@ def test_segments_are_contiguous_numbered_and_positions_restart():
     used = segment_ids[segment_ids > 0]
     # Segments 1, 2, ... appear in order as contiguous runs, then only padding.
     assert used.tolist() == sorted(used.tolist()) and set(used) == set(range(1, used.max() + 1))
-    assert (segment_ids[len(used):] == 0).all()
+    assert (segment_ids[len(used) :] == 0).all()
     for _, _, positions in segments(row):
       assert positions.tolist() == list(range(len(positions)))
 
@@ -64,8 +71,11 @@ def test_weights_zero_exactly_on_padding():
 def test_nothing_lost_and_targets_shift_inputs_within_each_segment():
   documents = make_documents(40)
   # Expected: each document's LM pair cut into consecutive SEQ_LEN pieces.
-  expected = sorted(tuple(d[start:start + SEQ_LEN + 1].tolist())
-                    for d in documents for start in range(0, len(d) - 1, SEQ_LEN))
+  expected = sorted(
+    tuple(d[start : start + SEQ_LEN + 1].tolist())
+    for d in documents
+    for start in range(0, len(d) - 1, SEQ_LEN)
+  )
   packed = []
   for row in pack(documents, shuffle_rows=True):
     for inputs, targets, _ in segments(row):

@@ -11,7 +11,9 @@ from jaxlab.data.tokenizers import ByteTokenizer, build_tokenizer
 from .helpers import data_config, documents_in, numbered_docs, write_jsonl
 
 SEQ_LEN = 16  # One numbered document per packed row.
-PACKING_ROWS = 64  # Rows packed (and shuffled) together: a train epoch of 64 documents is one group.
+PACKING_ROWS = (
+  64  # Rows packed (and shuffled) together: a train epoch of 64 documents is one group.
+)
 
 
 def texts(batches) -> list[str]:
@@ -44,8 +46,9 @@ def numbered_files(tmp_path):
   write_jsonl(tmp_path / "train-0.jsonl", train[0])
   write_jsonl(tmp_path / "train-1.jsonl", train[1])
   write_jsonl(tmp_path / "eval.jsonl", numbered_docs(8, start=100))
-  return data_config(kind="jsonl", train_files=f"{tmp_path}/train-*.jsonl",
-                     eval_files=f"{tmp_path}/eval.jsonl")
+  return data_config(
+    kind="jsonl", train_files=f"{tmp_path}/train-*.jsonl", eval_files=f"{tmp_path}/eval.jsonl"
+  )
 
 
 def test_default_config_fields():
@@ -96,7 +99,9 @@ def test_state_restore_with_worker_processes():
 
 
 def test_train_repeats_epochs_with_a_new_order_each_epoch(numbered_files):
-  iterator = build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=4, split="train", seed=0)
+  iterator = build_lm_iterator(
+    numbered_files, seq_len=SEQ_LEN, global_batch=4, split="train", seed=0
+  )
   epochs = [texts(take(iterator, 16)) for _ in range(3)]
   for epoch in epochs:
     assert sorted(epoch) == numbered_docs(PACKING_ROWS)
@@ -106,9 +111,18 @@ def test_train_repeats_epochs_with_a_new_order_each_epoch(numbered_files):
 def test_hosts_read_disjoint_shards(numbered_files):
   seen = []
   for process_index in range(2):
-    iterator = build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=4, split="train", seed=0,
-                                 process_index=process_index, process_count=2)
-    batches = take(iterator, PACKING_ROWS // 2)  # Two epochs of this host's 32 documents, 2 per batch.
+    iterator = build_lm_iterator(
+      numbered_files,
+      seq_len=SEQ_LEN,
+      global_batch=4,
+      split="train",
+      seed=0,
+      process_index=process_index,
+      process_count=2,
+    )
+    batches = take(
+      iterator, PACKING_ROWS // 2
+    )  # Two epochs of this host's 32 documents, 2 per batch.
     assert all(batch["inputs"].shape == (2, SEQ_LEN) for batch in batches)
     seen.append(set(texts(batches)))
   assert len(seen[0]) == len(seen[1]) == 32
@@ -117,20 +131,33 @@ def test_hosts_read_disjoint_shards(numbered_files):
 
 
 def test_eval_files_one_pass_padded_then_stops(numbered_files):
-  batches = list(build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=3, split="eval", seed=0))
+  batches = list(
+    build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=3, split="eval", seed=0)
+  )
   assert len(batches) == 3  # 8 documents, 3 rows per batch: the last batch has one padding row.
   assert texts(batches) == numbered_docs(8, start=100)
   last = batches[-1]
   assert last["inputs"].shape == (3, SEQ_LEN)
   assert not last["segment_ids"][2].any() and not last["loss_weights"][2].any()
-  again = list(build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=3, split="eval", seed=5))
+  again = list(
+    build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=3, split="eval", seed=5)
+  )
   assert_batches_equal(again, batches)
 
 
 def test_eval_batches_fixes_the_batch_count(numbered_files):
   numbered_files.eval_batches = 7
-  batches = list(build_lm_iterator(numbered_files, seq_len=SEQ_LEN, global_batch=2, split="eval", seed=0,
-                                   process_index=1, process_count=2))
+  batches = list(
+    build_lm_iterator(
+      numbered_files,
+      seq_len=SEQ_LEN,
+      global_batch=2,
+      split="eval",
+      seed=0,
+      process_index=1,
+      process_count=2,
+    )
+  )
   assert len(batches) == 7 and all(batch["inputs"].shape == (1, SEQ_LEN) for batch in batches)
 
 
@@ -149,19 +176,23 @@ def test_holdout_eval_is_disjoint_from_train(tmp_path):
 def test_hf_tokenizer_pipeline_round_trips_documents(tmp_path, hf_tokenizer_json):
   docs = ["alpha beta.", "gamma delta epsilon.", "zeta."]
   write_jsonl(tmp_path / "docs.jsonl", docs)
-  cfg = data_config(kind="jsonl", train_files=str(tmp_path / "docs.jsonl"),
-                    eval_files=str(tmp_path / "docs.jsonl"))
+  cfg = data_config(
+    kind="jsonl", train_files=str(tmp_path / "docs.jsonl"), eval_files=str(tmp_path / "docs.jsonl")
+  )
   cfg.tokenizer.kind, cfg.tokenizer.path = "hf", hf_tokenizer_json
   batches = list(build_lm_iterator(cfg, seq_len=32, global_batch=2, split="eval", seed=0))
   tokenizer = build_tokenizer(cfg.tokenizer)
   assert sorted(doc for batch in batches for doc in documents_in(batch, tokenizer)) == sorted(docs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(global_batch=6, process_count=4), "not a positive multiple of process_count"),
     (dict(global_batch=4, process_index=2, process_count=2), "process_index 2 not in"),
     (dict(global_batch=4, split="test"), "unknown split 'test'"),
-])
+  ],
+)
 def test_invalid_arguments(kwargs, message):
   args = dict(seq_len=16, split="train", seed=0) | kwargs
   with pytest.raises(ValueError, match=message):

@@ -37,13 +37,17 @@ def test_state_resumes_mid_epoch_exactly():
 
 def test_hosts_read_disjoint_blocks_that_make_up_the_global_batch():
   whole = next(ArraySource(_arrays(), global_batch=4, seed=1))["targets"]
-  parts = [next(ArraySource(_arrays(), 4, seed=1, process_index=i, process_count=2))["targets"]
-           for i in range(2)]
+  parts = [
+    next(ArraySource(_arrays(), 4, seed=1, process_index=i, process_count=2))["targets"]
+    for i in range(2)
+  ]
   np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
-@pytest.mark.parametrize("batch,message", [(0, "not a positive multiple"), (3, "not a positive"),
-                                           (12, "exceeds the 10 examples")])
+@pytest.mark.parametrize(
+  "batch,message",
+  [(0, "not a positive multiple"), (3, "not a positive"), (12, "exceeds the 10 examples")],
+)
 def test_bad_batch_sizes(batch, message):
   with pytest.raises(ValueError, match=message):
     ArraySource(_arrays(), batch, seed=0, process_count=2 if batch == 3 else 1)

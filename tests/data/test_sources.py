@@ -7,8 +7,14 @@ import math
 import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from jaxlab.data.sources import (ArrayRecordSource, JsonlSource, SyntheticSource, TextSource, build_source,
-                                 resolve_globs)
+from jaxlab.data.sources import (
+  ArrayRecordSource,
+  JsonlSource,
+  SyntheticSource,
+  TextSource,
+  build_source,
+  resolve_globs,
+)
 
 from .helpers import write_jsonl
 
@@ -24,11 +30,14 @@ def test_jsonl_reads_comma_separated_globs_in_order_skipping_blank_lines(tmp_pat
     source[5]
 
 
-@pytest.mark.parametrize("bad_line, problem", [
+@pytest.mark.parametrize(
+  "bad_line, problem",
+  [
     ('{"text": ', "malformed JSON"),
     ('{"body": "x"}', "no string field 'text'"),
     ('["text"]', "no string field 'text'"),
-])
+  ],
+)
 def test_jsonl_bad_row_names_file_and_line(tmp_path, bad_line, problem):
   path = tmp_path / "bad.jsonl"
   path.write_text('{"text": "ok"}\n\n' + bad_line + "\n")
@@ -47,14 +56,21 @@ def test_text_source_one_document_per_non_blank_line(tmp_path):
 def test_array_record_plain_and_json_records(tmp_path):
   path = str(tmp_path / "docs.array_record")
   writer = ArrayRecordWriter(path, "group_size:1")
-  records = ["plain text", json.dumps({"text": "from json"}), "{not json}", json.dumps({"title": "no text"})]
+  records = [
+    "plain text",
+    json.dumps({"text": "from json"}),
+    "{not json}",
+    json.dumps({"title": "no text"}),
+  ]
   for record in records:
     writer.write(record.encode("utf-8"))
   writer.close()
   source = ArrayRecordSource(path)
   assert len(source) == 4
   assert [source[i] for i in range(3)] == ["plain text", "from json", "{not json}"]
-  with pytest.raises(ValueError, match="docs.array_record record 3: JSON object has no string field 'text'"):
+  with pytest.raises(
+    ValueError, match="docs.array_record record 3: JSON object has no string field 'text'"
+  ):
     source[3]
 
 
@@ -67,7 +83,11 @@ def test_glob_matching_nothing_is_named(tmp_path):
 
 
 def test_synthetic_source_is_deterministic_per_seed():
-  first, again, other = SyntheticSource(50, seed=0), SyntheticSource(50, seed=0), SyntheticSource(50, seed=1)
+  first, again, other = (
+    SyntheticSource(50, seed=0),
+    SyntheticSource(50, seed=0),
+    SyntheticSource(50, seed=1),
+  )
   docs = [first[i] for i in range(50)]
   assert docs == [again[i] for i in range(50)]
   assert docs != [other[i] for i in range(50)]

@@ -2,8 +2,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxlab.data.spiking_tasks import (forecast_windows, load_series, load_task, order_task,
-                                       patchify, task_spec)
+from jaxlab.data.spiking_tasks import (
+  forecast_windows,
+  load_series,
+  load_task,
+  order_task,
+  patchify,
+  task_spec,
+)
 
 
 def _markers(split, num_symbols):
@@ -22,8 +28,11 @@ def test_order_task_labels_are_near_or_far_marker_distances():
   assert (distance >= 8)[~near].all()
   assert 0.45 < near.mean() < 0.55 and 0.45 < (pos_a < pos_b).mean() < 0.55
   # Positions carry the label, the bag of tokens does not: both classes have the same counts.
-  np.testing.assert_allclose(split.inputs[near].sum((0, 1)) / near.sum(),
-                             split.inputs[~near].sum((0, 1)) / (~near).sum(), rtol=0.05)
+  np.testing.assert_allclose(
+    split.inputs[near].sum((0, 1)) / near.sum(),
+    split.inputs[~near].sum((0, 1)) / (~near).sum(),
+    rtol=0.05,
+  )
 
 
 def test_order_task_is_fixed_by_its_seed():
@@ -59,11 +68,14 @@ def test_patchify_is_row_major_over_patches():
   np.testing.assert_array_equal(patches[0, 1, 0], [8, 9, 12, 13])
 
 
-@pytest.mark.parametrize("task,data", [
+@pytest.mark.parametrize(
+  "task,data",
+  [
     ("order", dict(length=16, num_symbols=2, near=2, far=6, num_train=20, num_test=10, seed=0)),
     ("forecast", dict(series="sunspots", window=16, horizon=3, test_fraction=0.2)),
     ("digits", dict(patch_size=2, test_fraction=0.2, seed=0)),
-])
+  ],
+)
 def test_task_spec_matches_the_loaded_data(task, data):
   data = ml_collections.ConfigDict(data)
   spec = task_spec(task, data)

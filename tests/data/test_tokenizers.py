@@ -5,8 +5,13 @@ import pickle
 import ml_collections
 import pytest
 
-from jaxlab.data.tokenizers import (ByteTokenizer, HFTokenizer, SentencePieceTokenizer, Tokenizer,
-                                    build_tokenizer)
+from jaxlab.data.tokenizers import (
+  ByteTokenizer,
+  HFTokenizer,
+  SentencePieceTokenizer,
+  Tokenizer,
+  build_tokenizer,
+)
 
 from .helpers import corpus
 
@@ -18,7 +23,12 @@ def test_byte_tokenizer_round_trips_unicode_and_skips_specials():
   text = "héllo, wörld ✓"
   ids = tokenizer.encode(text)
   assert isinstance(tokenizer, Tokenizer)
-  assert (tokenizer.vocab_size, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) == (259, 0, 1, 2)
+  assert (tokenizer.vocab_size, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id) == (
+    259,
+    0,
+    1,
+    2,
+  )
   assert ids[:2] == [ord("h") + 3, 0xC3 + 3]
   assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, 0, 0]) == text
 
@@ -51,8 +61,15 @@ def test_hf_round_trip_finds_special_tokens(hf_tokenizer_json):
 
 
 def test_hf_special_tokens_from_config(hf_tokenizer_json):
-  cfg = ml_collections.ConfigDict({"kind": "hf", "path": hf_tokenizer_json, "bos_token": "</s>",
-                                   "eos_token": "<s>", "pad_token": "<unk>"})
+  cfg = ml_collections.ConfigDict(
+    {
+      "kind": "hf",
+      "path": hf_tokenizer_json,
+      "bos_token": "</s>",
+      "eos_token": "<s>",
+      "pad_token": "<unk>",
+    }
+  )
   tokenizer = build_tokenizer(cfg)
   assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id) == (2, 1, 3)
   with pytest.raises(ValueError, match="no BOS token"):

@@ -12,8 +12,9 @@ from jaxlab.data import vision
 
 
 def _data_cfg(**overrides):
-  cfg = ml_collections.ConfigDict(dict(name="digits", npz_path="", tfds_data_dir="",
-                                       test_fraction=0.2, split_seed=0))
+  cfg = ml_collections.ConfigDict(
+    dict(name="digits", npz_path="", tfds_data_dir="", test_fraction=0.2, split_seed=0)
+  )
   cfg.update(overrides)
   return cfg
 
@@ -28,8 +29,13 @@ def test_digits_is_the_default_and_deterministic():
 def test_npz_file_is_read_and_scaled(tmp_path):
   rng = np.random.RandomState(0)
   path = tmp_path / "mnist.npz"
-  np.savez(path, x_train=rng.randint(0, 256, (6, 28, 28), dtype=np.uint8), y_train=np.arange(6),
-           x_test=rng.randint(0, 256, (4, 28, 28), dtype=np.uint8), y_test=np.arange(4))
+  np.savez(
+    path,
+    x_train=rng.randint(0, 256, (6, 28, 28), dtype=np.uint8),
+    y_train=np.arange(6),
+    x_test=rng.randint(0, 256, (4, 28, 28), dtype=np.uint8),
+    y_test=np.arange(4),
+  )
   train, test = vision.load_images(_data_cfg(name="mnist", npz_path=str(path)))
   assert train.images.shape == (6, 28, 28, 1) and test.images.shape == (4, 28, 28, 1)
   assert train.images.dtype == np.float32 and 0.0 <= train.images.min() <= train.images.max() <= 1.0
@@ -38,16 +44,24 @@ def test_npz_file_is_read_and_scaled(tmp_path):
 
 def test_npz_with_wrong_image_shape_is_refused(tmp_path):
   path = tmp_path / "x.npz"
-  np.savez(path, x_train=np.zeros((2, 28, 28)), y_train=np.zeros(2), x_test=np.zeros((2, 28, 28)),
-           y_test=np.zeros(2))
+  np.savez(
+    path,
+    x_train=np.zeros((2, 28, 28)),
+    y_train=np.zeros(2),
+    x_test=np.zeros((2, 28, 28)),
+    y_test=np.zeros(2),
+  )
   with pytest.raises(vision.DataUnavailableError, match=r"cifar10 images should be \(32, 32, 3\)"):
     vision.load_images(_data_cfg(name="cifar10", npz_path=str(path)))
 
 
-@pytest.mark.parametrize("make,message", [
+@pytest.mark.parametrize(
+  "make,message",
+  [
     (lambda p: None, "data.npz_path: no file"),
     (lambda p: np.savez(p, x_train=np.zeros(1), y_train=np.zeros(1)), "lacks x_test, y_test"),
-])
+  ],
+)
 def test_bad_npz_is_one_line(tmp_path, make, message):
   path = tmp_path / "data.npz"
   make(path)
@@ -66,6 +80,7 @@ def test_without_tfds_the_error_names_both_options(monkeypatch):
 
 def _fake_tfds(data_dir, splits):
   """A stand-in tensorflow_datasets module: builders rooted at `data_dir`, numpy splits."""
+
   class Builder:
     def __init__(self, name, data_dir=None):
       self.data_dir = str(data_dir) + f"/{name}/1.0.0"
@@ -78,8 +93,10 @@ def _fake_tfds(data_dir, splits):
 
 
 def test_tfds_never_downloads_and_reads_a_prepared_copy(tmp_path, monkeypatch):
-  splits = {"train": (np.zeros((3, 32, 32, 3), np.uint8), np.arange(3)),
-            "test": (np.full((2, 32, 32, 3), 255, np.uint8), np.arange(2))}
+  splits = {
+    "train": (np.zeros((3, 32, 32, 3), np.uint8), np.arange(3)),
+    "test": (np.full((2, 32, 32, 3), 255, np.uint8), np.arange(2)),
+  }
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", _fake_tfds(tmp_path, splits))
   cfg = _data_cfg(name="cifar10", tfds_data_dir=str(tmp_path))
   with pytest.raises(vision.DataUnavailableError, match="tfds data set cifar10 is not prepared"):

@@ -31,38 +31,55 @@ def test_every_config_takes_every_method(path, method):
   dll.validate(config, dry_run=True)
 
 
-@pytest.mark.parametrize("arg,method,seed", [
-    ("", "dll", 0), ("bp", "bp", 0), ("dll_fa,seed=2", "dll_fa", 2), ("method=fa", "fa", 0)])
+@pytest.mark.parametrize(
+  "arg,method,seed",
+  [("", "dll", 0), ("bp", "bp", 0), ("dll_fa,seed=2", "dll_fa", 2), ("method=fa", "fa", 0)],
+)
 def test_method_arg(arg, method, seed):
   config = dll.parse_method_arg(arg, seed=0)
   assert (config.method, config.seed) == (method, seed)
 
 
-@pytest.mark.parametrize("arg,message", [
+@pytest.mark.parametrize(
+  "arg,message",
+  [
     ("nope", "unknown config argument 'nope'; a bare word names the method, one of bp, fa,"),
     ("dll,sead=1", "unknown config argument 'sead' (did you mean 'seed'?)"),
     ("bp,fa", "config arg names several methods: bp, fa"),
     ("method=pc", "unknown method 'pc'; choose one of bp, fa, dll, dll_fa"),
-])
+  ],
+)
 def test_bad_method_arg_is_one_line(arg, message):
   with pytest.raises(ConfigError, match=re.escape(message)) as info:
     dll.parse_method_arg(arg, seed=0)
   assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("spec,overrides,message", [
+@pytest.mark.parametrize(
+  "spec,overrides,message",
+  [
     ("configs/dll_mlp.py", {"method": "pc"}, "unknown method 'pc'"),
     ("configs/dll_mlp.py", {"rule.theta_sign": 2.0}, "theta_sign must be +1 or -1"),
     ("configs/dll_mlp.py", {"rule.form": "middle"}, "unknown DLL form 'middle'"),
-    ("configs/dll_cnn.py", {"rule.form": "outer"},
-     "rule.form='outer' is available for model.kind='mlp' only"),
+    (
+      "configs/dll_cnn.py",
+      {"rule.form": "outer"},
+      "rule.form='outer' is available for model.kind='mlp' only",
+    ),
     ("configs/dll_cnn.py", {"model.pools": "('max',)"}, "model.pools needs one entry per"),
-    ("configs/dll_rnn.py", {"data.name": "digits"},
-     "model.kind='rnn' goes with data.name='stdlib_text'"),
+    (
+      "configs/dll_rnn.py",
+      {"data.name": "digits"},
+      "model.kind='rnn' goes with data.name='stdlib_text'",
+    ),
     ("configs/dll_mlp.py", {"train.epochs": 0}, "train.epochs must be at least 1"),
-    ("configs/dll_mlp.py", {"data.name": "mnist", "data.npz_path": "/nonexistent/mnist.npz"},
-     "data.npz_path: no file /nonexistent/mnist.npz"),
-])
+    (
+      "configs/dll_mlp.py",
+      {"data.name": "mnist", "data.npz_path": "/nonexistent/mnist.npz"},
+      "data.npz_path: no file /nonexistent/mnist.npz",
+    ),
+  ],
+)
 def test_bad_config_is_one_line(spec, overrides, message):
   with pytest.raises(ConfigError, match=re.escape(message)) as info:
     dll.validate(_config(spec, **overrides))
@@ -93,11 +110,16 @@ def test_mlp_run_writes_summary_and_resumes_exactly(tmp_path):
   assert [row["step"] for row in _read_metrics(tmp_path)] == [22, 44]
 
 
-@pytest.mark.parametrize("spec,overrides", [
+@pytest.mark.parametrize(
+  "spec,overrides",
+  [
     ("configs/dll_cnn.py:dll", {"model.channels": "(4, 4, 4)", "model.hidden": "(8,)"}),
-    ("configs/dll_rnn.py:dll_fa", {"model.hidden": 16, "data.max_chars": 4000,
-                                   "data.validation_fraction": 0.1}),
-])
+    (
+      "configs/dll_rnn.py:dll_fa",
+      {"model.hidden": 16, "data.max_chars": 4000, "data.validation_fraction": 0.1},
+    ),
+  ],
+)
 def test_cnn_and_rnn_runs(tmp_path, spec, overrides):
   config = _config(spec, **{"train.epochs": 1, **overrides})
   summary = dll.run(config, str(tmp_path))
@@ -115,14 +137,31 @@ def test_dry_run_compiles_without_data(tmp_path):
 def test_launch_end_to_end(tmp_path):
   """The same run as MLP_RUN through the command line (sharing the tests' compilation cache)."""
   workdir = tmp_path / "run"
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  )
   overrides = [f"--config.{k}={v}" for k, v in MLP_RUN[1].items()]
   result = subprocess.run(
-      [sys.executable, "-m", "jaxlab.launch", "--config", MLP_RUN[0], "--workdir", str(workdir),
-       *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "jaxlab.launch",
+      "--config",
+      MLP_RUN[0],
+      "--workdir",
+      str(workdir),
+      *overrides,
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["method"] == "dll" and summary["epochs"] == 2

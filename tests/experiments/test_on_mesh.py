@@ -9,8 +9,7 @@ import pytest
 
 from jaxlab.config import apply_overrides, load_config
 from jaxlab.experiments import dll, lm_pretrain, spiking
-from tests.train.helpers import (assert_trees_equal, final_state, logged, sigterm_after,
-                                 tiny_config)
+from tests.train.helpers import assert_trees_equal, final_state, logged, sigterm_after, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,14 +22,31 @@ def _from_file(spec, **overrides):
 
 # study -> (experiment module, config factory, the run's headline eval metric)
 STUDIES = {
-    "lm": (lm_pretrain, lambda: tiny_config(eval_every=3), "eval_loss"),
-    "dll": (dll, lambda: _from_file("configs/dll_mlp.py:dll", **{"train.epochs": 2}),
-            "test_accuracy"),
-    "spiking": (spiking, lambda: _from_file(
-        "configs/spiking_order.py:pe=gray,epochs=2",
-        **{"model.d_model": 16, "model.n_heads": 2, "model.n_layers": 1, "model.mlp_ratio": 2,
-           "data.length": 16, "data.far": 6, "data.num_train": 128, "data.num_test": 40,
-           "train.batch_size": 32, "train.eval_batch_size": 40}), "test_accuracy"),
+  "lm": (lm_pretrain, lambda: tiny_config(eval_every=3), "eval_loss"),
+  "dll": (
+    dll,
+    lambda: _from_file("configs/dll_mlp.py:dll", **{"train.epochs": 2}),
+    "test_accuracy",
+  ),
+  "spiking": (
+    spiking,
+    lambda: _from_file(
+      "configs/spiking_order.py:pe=gray,epochs=2",
+      **{
+        "model.d_model": 16,
+        "model.n_heads": 2,
+        "model.n_layers": 1,
+        "model.mlp_ratio": 2,
+        "data.length": 16,
+        "data.far": 6,
+        "data.num_train": 128,
+        "data.num_test": 40,
+        "train.batch_size": 32,
+        "train.eval_batch_size": 40,
+      },
+    ),
+    "test_accuracy",
+  ),
 }
 # float32 sums reassociate across 8 shards; BatchNorm's batch statistics are cross-device means.
 RTOL = {"lm": 2e-5, "dll": 2e-5, "spiking": 1e-4}
@@ -51,8 +67,9 @@ def test_one_device_and_data_parallel_give_the_same_losses(study, tmp_path):
   single_losses, parallel_losses = logged(tmp_path / "single"), logged(tmp_path / "data8")
   assert sorted(single_losses) == sorted(parallel_losses) and len(single_losses) >= 2
   steps = sorted(single_losses)
-  np.testing.assert_allclose([parallel_losses[s] for s in steps],
-                             [single_losses[s] for s in steps], rtol=RTOL[study])
+  np.testing.assert_allclose(
+    [parallel_losses[s] for s in steps], [single_losses[s] for s in steps], rtol=RTOL[study]
+  )
   metric = STUDIES[study][2]
   np.testing.assert_allclose(parallel[metric], single[metric], rtol=RTOL[study], atol=1e-6)
 

@@ -10,8 +10,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _launch(*args):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  return subprocess.run([sys.executable, "-m", "jaxlab.launch", *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=900)
+  return subprocess.run(
+    [sys.executable, "-m", "jaxlab.launch", *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
 
 
 def test_smoke_study_runs_every_stage(tmp_path):
@@ -28,7 +34,9 @@ def test_smoke_study_runs_every_stage(tmp_path):
   for size in ("xs", "s", "m"):
     records = (workdir / "models" / size / "records.jsonl").read_text().splitlines()
     assert len(records) == 48 and "n_both" in json.loads(records[0])
-  counts = [json.loads(line) for line in (workdir / "data" / "counts.jsonl").read_text().splitlines()]
+  counts = [
+    json.loads(line) for line in (workdir / "data" / "counts.jsonl").read_text().splitlines()
+  ]
   assert min(r["n_both"] for r in counts) >= 1
   assert (workdir / "smi_scaling.png").stat().st_size > 10_000
   assert "| size | params |" in (workdir / "report.md").read_text()
@@ -36,8 +44,13 @@ def test_smoke_study_runs_every_stage(tmp_path):
 
 
 def test_bad_study_config_is_one_line(tmp_path):
-  result = _launch("--config", "configs/smi_scaling.py:smoke", "--workdir", str(tmp_path / "x"),
-                   "--config.fit_variant=v9")
+  result = _launch(
+    "--config",
+    "configs/smi_scaling.py:smoke",
+    "--workdir",
+    str(tmp_path / "x"),
+    "--config.fit_variant=v9",
+  )
   assert result.returncode == 2
   assert result.stderr.strip() == "error: fit_variant must be latest or v1, got 'v9'"
   assert not (tmp_path / "x").exists()

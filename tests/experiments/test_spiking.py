@@ -14,31 +14,56 @@ from jaxlab.experiments import spiking
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_MODEL = {"model.d_model": 16, "model.n_heads": 2, "model.n_layers": 1, "model.mlp_ratio": 2}
 TINY_DATA = {
-    "order": {"data.length": 16, "data.near": 2, "data.far": 6, "data.num_train": 64,
-              "data.num_test": 40},
-    "forecast": {"data.window": 16, "data.horizon": 1},
-    "digits": {},
+  "order": {
+    "data.length": 16,
+    "data.near": 2,
+    "data.far": 6,
+    "data.num_train": 64,
+    "data.num_test": 40,
+  },
+  "forecast": {"data.window": 16, "data.horizon": 1},
+  "digits": {},
 }
 
 
 def _config(name, arg, **overrides):
   config = load_config(f"{REPO}/configs/{name}.py:{arg}")
   task = config.task
-  settings = {**TINY_MODEL, **TINY_DATA[task], "train.batch_size": 32,
-              "train.eval_batch_size": 64, **overrides}
+  settings = {
+    **TINY_MODEL,
+    **TINY_DATA[task],
+    "train.batch_size": 32,
+    "train.eval_batch_size": 64,
+    **overrides,
+  }
   apply_overrides(config, [(k, str(v)) for k, v in settings.items()])
   return config
 
 
 def test_launch_trains_evaluates_and_writes_the_summary(tmp_path):
   workdir = tmp_path / "run"
-  args = [f"--config.{k}={v}" for k, v in {**TINY_MODEL, **TINY_DATA["order"],
-                                            "train.batch_size": 32}.items()]
+  args = [
+    f"--config.{k}={v}"
+    for k, v in {**TINY_MODEL, **TINY_DATA["order"], "train.batch_size": 32}.items()
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   result = subprocess.run(
-      [sys.executable, "-m", "jaxlab.launch", "--config", "configs/spiking_order.py:pe=log,epochs=2",
-       "--workdir", str(workdir), *args], cwd=REPO, env=env, capture_output=True, text=True,
-      timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "jaxlab.launch",
+      "--config",
+      "configs/spiking_order.py:pe=log,epochs=2",
+      "--workdir",
+      str(workdir),
+      *args,
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["metric"] == "test_accuracy" and 0 <= summary["test_accuracy"] <= 1
@@ -78,20 +103,30 @@ def test_metrics_agree_with_scikit_learn():
   targets = rng.randn(50, 3)
   predictions = targets + 0.5 * rng.randn(50, 3)
   assert spiking.r_squared(targets, predictions) == pytest.approx(r2_score(targets, predictions))
-  expected_rse = np.sqrt(((targets - predictions) ** 2).sum() / ((targets - targets.mean()) ** 2).sum())
+  expected_rse = np.sqrt(
+    ((targets - predictions) ** 2).sum() / ((targets - targets.mean()) ** 2).sum()
+  )
   assert spiking.root_relative_squared_error(targets, predictions) == pytest.approx(expected_rse)
 
 
-@pytest.mark.parametrize("name,arg,overrides,message", [
+@pytest.mark.parametrize(
+  "name,arg,overrides,message",
+  [
     ("spiking_order", "pe=gray2d", {}, "model.pe='gray2d' needs a 2D token grid"),
     ("spiking_order", "pe=rope", {}, "unknown model.pe 'rope'"),
     ("spiking_order", "pe=gray", {"model.gray_bits": 3}, "model.gray_bits=3 cannot code"),
     ("spiking_order", "pe=none", {"data.far": 40}, "near < far < length"),
     ("spiking_order", "pe=none", {"train.batch_size": 128}, "exceeds the 64 training examples"),
-    ("spiking_order", "pe=none", {"train.batch_size": 36}, "not divisible by the data x fsdp mesh size 8"),
+    (
+      "spiking_order",
+      "pe=none",
+      {"train.batch_size": 36},
+      "not divisible by the data x fsdp mesh size 8",
+    ),
     ("spiking_digits", "pe=gray", {"data.patch_size": 3}, "does not divide the 8x8 digits"),
     ("spiking_forecast", "pe=log", {"data.series": "nile"}, "unknown data.series 'nile'"),
-])
+  ],
+)
 def test_bad_configs_fail_validation_in_one_line(name, arg, overrides, message):
   with pytest.raises(ConfigError) as error:
     spiking.validate(_config(name, arg, **overrides))

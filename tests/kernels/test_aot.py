@@ -18,8 +18,10 @@ ALL_KERNELS = [name for name, _, _ in kernel_cases("tpu")]
 def test_lif_compiles_for_tpu_v5e():
   # The cheapest kernel pair; `python -m jaxlab.bench kernels --aot_tpu v5e-8` compiles all.
   results = aot_tpu_check("v5e-8", only=("lif_multistep fwd", "lif_multistep bwd"))
-  assert [(name, ok) for name, ok, _ in results] == [("lif_multistep fwd", True),
-                                                      ("lif_multistep bwd", True)], results
+  assert [(name, ok) for name, ok, _ in results] == [
+    ("lif_multistep fwd", True),
+    ("lif_multistep bwd", True),
+  ], results
 
 
 def test_every_kernel_lowers_to_triton():

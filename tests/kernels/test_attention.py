@@ -57,8 +57,11 @@ def _expected(dtype, heads, kv_heads):
 
 def _check_against_reference(target, dtype, heads, kv_heads):
   q, k, v, masks = _inputs(dtype, heads, kv_heads)
-  kernel = fast_jit(lambda *a: _value_and_grads(
-      lambda *b, **m: flash_attention(*b, **m, target=target, **BLOCKS), *a, masks))
+  kernel = fast_jit(
+    lambda *a: _value_and_grads(
+      lambda *b, **m: flash_attention(*b, **m, target=target, **BLOCKS), *a, masks
+    )
+  )
   out, grads = kernel(q, k, v)
   expected_out, expected_grads = _expected(dtype, heads, kv_heads)
   assert out.dtype == dtype
@@ -68,8 +71,9 @@ def _check_against_reference(target, dtype, heads, kv_heads):
 
 
 @pytest.mark.parametrize("target", ["tpu-interpret", "gpu-interpret"])
-@pytest.mark.parametrize("dtype,heads,kv_heads", [(jnp.float32, 2, 2), (jnp.bfloat16, 4, 2)],
-                         ids=["f32-mha", "bf16-gqa2"])
+@pytest.mark.parametrize(
+  "dtype,heads,kv_heads", [(jnp.float32, 2, 2), (jnp.bfloat16, 4, 2)], ids=["f32-mha", "bf16-gqa2"]
+)
 def test_kernels_match_reference(target, dtype, heads, kv_heads):
   _check_against_reference(target, dtype, heads, kv_heads)
 
@@ -82,10 +86,12 @@ def test_cpu_dispatch_matches_reference():
 def test_prefill_with_offset_queries():
   """Queries continuing a cached prefix (T < S, positions offset): the general-index path."""
   q, k, v, masks = _inputs(jnp.float32, 2, 1)
-  offset = dict(masks, q_index=masks["q_index"][:, 200:300],
-                q_segment_ids=masks["q_segment_ids"][:, 200:300])
-  out = fast_jit(lambda q: flash_attention(q, k, v, **offset, target="tpu-interpret",
-                                           **BLOCKS))(q[:, 200:300])
+  offset = dict(
+    masks, q_index=masks["q_index"][:, 200:300], q_segment_ids=masks["q_segment_ids"][:, 200:300]
+  )
+  out = fast_jit(lambda q: flash_attention(q, k, v, **offset, target="tpu-interpret", **BLOCKS))(
+    q[:, 200:300]
+  )
   expected = fast_jit(lambda q: xla_attention(q, k, v, **offset))(q[:, 200:300])
   assert_close(out, expected, jnp.float32, "out")
 
@@ -93,8 +99,7 @@ def test_prefill_with_offset_queries():
 def test_registered_as_pallas_and_falls_back_for_decode(monkeypatch, caplog):
   q, k, v, masks = _inputs(jnp.float32, 4, 2, length=16, packed_at=(5, 16))
   # Decode: one query at the last position against the whole cache.
-  step = dict(masks, q_index=masks["q_index"][:, -1:],
-              q_segment_ids=masks["q_segment_ids"][:, -1:])
+  step = dict(masks, q_index=masks["q_index"][:, -1:], q_segment_ids=masks["q_segment_ids"][:, -1:])
   monkeypatch.setenv("JAXLAB_KERNELS", "auto")
 
   def both(attention):
@@ -114,15 +119,23 @@ def test_runs_per_device_under_the_training_mesh():
   q, k, v, masks = _inputs(jnp.float32, 4, 2, length=16, packed_at=(5, 16))
   q, k, v = [jnp.concatenate([x, x[::-1]]) for x in (q, k, v)]  # batch 4
   masks = {name: jnp.concatenate([x, x]) for name, x in masks.items()}
-  mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"),
-              axis_types=(AxisType.Auto,) * 3)
+  mesh = Mesh(
+    np.array(jax.devices()[:8]).reshape(2, 2, 2),
+    ("data", "fsdp", "tensor"),
+    axis_types=(AxisType.Auto,) * 3,
+  )
   with jax.set_mesh(mesh), nn.logical_axis_rules(default_logical_rules()):
-    out, grads = fast_jit(lambda *a: _value_and_grads(
-        lambda *b, **m: flash_attention(*b, **m, target="auto"), *a, masks))(q, k, v)
-    assert "shard_map" in str(jax.make_jaxpr(
-        lambda q: flash_attention(q, k, v, **masks, target="auto"))(q))
-  expected_out, expected_grads = fast_jit(
-      lambda *a: _value_and_grads(xla_attention, *a, masks))(q, k, v)
+    out, grads = fast_jit(
+      lambda *a: _value_and_grads(
+        lambda *b, **m: flash_attention(*b, **m, target="auto"), *a, masks
+      )
+    )(q, k, v)
+    assert "shard_map" in str(
+      jax.make_jaxpr(lambda q: flash_attention(q, k, v, **masks, target="auto"))(q)
+    )
+  expected_out, expected_grads = fast_jit(lambda *a: _value_and_grads(xla_attention, *a, masks))(
+    q, k, v
+  )
   assert_close(out, expected_out, jnp.float32, "out")
   for name, got, want in zip("qkv", grads, expected_grads):
     assert_close(got, want, jnp.float32, f"d{name}")

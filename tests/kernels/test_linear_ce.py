@@ -37,7 +37,8 @@ def _value_and_grads(fn, hidden, head, targets, weights):
     return loss / weight_sum + 0.3 * jnp.sum(logprobs * mix), (loss, weight_sum, logprobs)
 
   return fast_jit(jax.value_and_grad(objective, argnums=(0, 1, 2), has_aux=True))(
-      hidden, head, weights)
+    hidden, head, weights
+  )
 
 
 @functools.cache
@@ -47,18 +48,23 @@ def _expected(dtype):
   return _value_and_grads(_autodiff_truth, *upcast)
 
 
-@pytest.mark.parametrize("target,dtype", [("tpu-interpret", jnp.float32),
-                                          ("tpu-interpret", jnp.bfloat16),
-                                          ("auto", jnp.float32),
-                                          ("reference", jnp.bfloat16)])
+@pytest.mark.parametrize(
+  "target,dtype",
+  [
+    ("tpu-interpret", jnp.float32),
+    ("tpu-interpret", jnp.bfloat16),
+    ("auto", jnp.float32),
+    ("reference", jnp.bfloat16),
+  ],
+)
 def test_matches_autodiff_of_full_logits(target, dtype):
   hidden, head, targets, weights = _inputs(dtype)
-  fused = lambda *a: fused_linear_cross_entropy(*a, chunk_size=256, block_tokens=128,
-                                                target=target)
+  fused = lambda *a: fused_linear_cross_entropy(*a, chunk_size=256, block_tokens=128, target=target)
   (_, outputs), grads = _value_and_grads(fused, hidden, head, targets, weights)
   (_, expected_outputs), expected_grads = _expected(dtype)
-  for name, got, want in zip(("loss_sum", "weight_sum", "token_logprobs"), outputs,
-                             expected_outputs):
+  for name, got, want in zip(
+    ("loss_sum", "weight_sum", "token_logprobs"), outputs, expected_outputs
+  ):
     assert_close(got, want, dtype, name)
   for name, got, want in zip(("dhidden", "dhead", "dweights"), grads, expected_grads):
     assert got.dtype == (dtype if name != "dweights" else jnp.float32)

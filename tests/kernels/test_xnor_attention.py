@@ -15,8 +15,7 @@ LENGTH, DIM = 100, 16  # ragged against 32-blocks
 
 def _inputs(dtype, with_codes):
   keys = jax.random.split(jax.random.key(0), 3)
-  q, k, v = [(jax.random.uniform(key, (2, 3, 2, LENGTH, DIM)) < 0.3).astype(dtype)
-             for key in keys]
+  q, k, v = [(jax.random.uniform(key, (2, 3, 2, LENGTH, DIM)) < 0.3).astype(dtype) for key in keys]
   codes = gray_position_codes(grid_coordinates((LENGTH,), False), 7) if with_codes else None
   return q, k, v, jnp.float32(0.05), codes
 
@@ -31,20 +30,23 @@ def _value_and_grads(attention, q, k, v, scale, codes):
   return fast_jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(q, k, v, scale)
 
 
-@pytest.mark.parametrize("target,dtype,with_codes", [
+@pytest.mark.parametrize(
+  "target,dtype,with_codes",
+  [
     ("tpu-interpret", jnp.float32, True),
     ("tpu-interpret", jnp.bfloat16, False),
     ("gpu-interpret", jnp.float32, True),
     ("gpu-interpret", jnp.bfloat16, False),
     ("auto", jnp.float32, True),
-], ids=lambda p: getattr(p, "__name__", None) or str(p))
+  ],
+  ids=lambda p: getattr(p, "__name__", None) or str(p),
+)
 def test_matches_reference(target, dtype, with_codes):
   q, k, v, scale, codes = _inputs(dtype, with_codes)
   kernel = lambda *a: xnor_attention(*a, target=target, block_q=32, block_kv=32)
   (_, out), grads = _value_and_grads(kernel, q, k, v, scale, codes)
   upcast = [x.astype(jnp.float32) for x in (q, k, v)]
-  (_, expected), expected_grads = _value_and_grads(reference_xnor_attention, *upcast, scale,
-                                                   codes)
+  (_, expected), expected_grads = _value_and_grads(reference_xnor_attention, *upcast, scale, codes)
   assert out.dtype == jnp.result_type(dtype, scale.dtype)  # as the model's: scale promotes
   assert_close(out, expected, dtype, "out")
   for name, got, want in zip(("dq", "dk", "dv", "dscale"), grads, expected_grads):

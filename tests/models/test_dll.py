@@ -72,14 +72,18 @@ def _np_mlp_updates(params, x, labels, form, sign, clip, scale=2.0):
 
 
 def _loss_grads(net, params, x, labels):
-  """Cotangents of the summed task loss for every parameter (jitted: one compile, not one per op)."""
-  loss = lambda p, x, y: _objective(net)(p, {}, {}, {"inputs": x, "targets": y}, None,
-                                         True).loss_sum
+  """Cotangents of the summed task loss for every parameter (jitted: one compile, not one per
+  op)."""
+  loss = lambda p, x, y: (
+    _objective(net)(p, {}, {}, {"inputs": x, "targets": y}, None, True).loss_sum
+  )
   return jax.jit(jax.grad(loss))(params, x, labels)
 
 
-@pytest.mark.parametrize("form,sign,clip", [("inner", 1.0, 50.0), ("inner", -1.0, 0.05),
-                                            ("outer", 1.0, 50.0), ("outer", -1.0, 0.05)])
+@pytest.mark.parametrize(
+  "form,sign,clip",
+  [("inner", 1.0, 50.0), ("inner", -1.0, 0.05), ("outer", 1.0, 50.0), ("outer", -1.0, 0.05)],
+)
 def test_mlp_cotangents_equal_numpy_spec(form, sign, clip):
   rng = np.random.RandomState(0)
   x = rng.rand(6, 4, 4, 1).astype(np.float32)
@@ -90,8 +94,9 @@ def test_mlp_cotangents_equal_numpy_spec(form, sign, clip):
   expected = _np_mlp_updates(params, x, labels, form, sign, clip)
   for layer, (grad, (d_w, d_theta)) in enumerate(zip(grads, expected)):
     np.testing.assert_allclose(-grad["w"], d_w, rtol=2e-4, atol=1e-5, err_msg=f"dW {layer}")
-    np.testing.assert_allclose(-grad["theta"], d_theta, rtol=2e-4, atol=1e-5,
-                               err_msg=f"dTheta {layer}")
+    np.testing.assert_allclose(
+      -grad["theta"], d_theta, rtol=2e-4, atol=1e-5, err_msg=f"dTheta {layer}"
+    )
   if clip < 1:  # the small bound is actually reached
     assert np.max(np.abs(expected[1][0])) == pytest.approx(clip)
 
@@ -101,8 +106,9 @@ def _np_patches(x, k):
   pad = k // 2
   xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   h, w = x.shape[1:3]
-  return np.stack([xp[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], axis=3
-                  ).reshape(*x.shape[:3], k * k * x.shape[3])
+  return np.stack(
+    [xp[:, i : i + h, j : j + w, :] for i in range(k) for j in range(k)], axis=3
+  ).reshape(*x.shape[:3], k * k * x.shape[3])
 
 
 def _np_patches_transpose(cols, k, channels):
@@ -113,8 +119,8 @@ def _np_patches_transpose(cols, k, channels):
   cols = cols.reshape(b, h, w, k, k, channels)
   for i in range(k):
     for j in range(k):
-      out[:, i:i + h, j:j + w, :] += cols[:, :, :, i, j, :]
-  return out[:, pad:pad + h, pad:pad + w, :]
+      out[:, i : i + h, j : j + w, :] += cols[:, :, :, i, j, :]
+  return out[:, pad : pad + h, pad : pad + w, :]
 
 
 @pytest.mark.parametrize("form", ["inner", "outer"])
@@ -139,8 +145,9 @@ def test_conv_cotangents_equal_numpy_spec(form):
   else:
     presynaptic = np.tanh(u64)
     delta = xi_out
-    xi_in = _np_clip(_np_patches_transpose(delta @ theta_flat.T, k, c_in) * _np_tanh_prime(u64),
-                     3.0)
+    xi_in = _np_clip(
+      _np_patches_transpose(delta @ theta_flat.T, k, c_in) * _np_tanh_prime(u64), 3.0
+    )
     theta_presynaptic = xi_in * _np_tanh_prime(u64)
 
   def kernel_update(source):  # sum over batch and positions of patch^T delta, scaled, clipped
@@ -149,8 +156,9 @@ def test_conv_cotangents_equal_numpy_spec(form):
 
   np.testing.assert_allclose(-u_cot, xi_in, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(-w_cot, kernel_update(presynaptic), rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(-theta_cot, -1.0 * kernel_update(theta_presynaptic), rtol=1e-4,
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    -theta_cot, -1.0 * kernel_update(theta_presynaptic), rtol=1e-4, atol=1e-4
+  )
 
 
 def _np_rnn_updates(params, xs, labels, sign, clip):
@@ -174,11 +182,11 @@ def _np_rnn_updates(params, xs, labels, sign, clip):
     return _np_clip(2.0 * sum(a.T @ c for a, c in pairs), clip)
 
   return {
-      "w_x": total((xs[:, s], delta[s]) for s in range(t)),
-      "w_h": total((h_prev[s], delta[s]) for s in range(t)),
-      "w_y": total((hs[s], xi_y[s]) for s in range(t)),
-      "theta_y": sign * total((xi_h[s], xi_y[s]) for s in range(t)),
-      "theta_h": sign * total((xi_h[s - 1], delta[s]) for s in range(1, t)),
+    "w_x": total((xs[:, s], delta[s]) for s in range(t)),
+    "w_h": total((h_prev[s], delta[s]) for s in range(t)),
+    "w_y": total((hs[s], xi_y[s]) for s in range(t)),
+    "theta_y": sign * total((xi_h[s], xi_y[s]) for s in range(t)),
+    "theta_h": sign * total((xi_h[s - 1], delta[s]) for s in range(1, t)),
   }
 
 
@@ -208,18 +216,28 @@ def _tie_theta_to_w(params):
 _RNG = np.random.RandomState(0)
 
 
-@pytest.mark.parametrize("build,inputs,labels", [
+@pytest.mark.parametrize(
+  "build,inputs,labels",
+  [
     (lambda r: mlp([16, 8, 5], r), _RNG.rand(4, 16).astype(np.float32), _RNG.randint(0, 5, 4)),
-    (lambda r: cnn((4, 4, 1), (3, 2), ("max", "avg"), (6,), 5, r),
-     _RNG.rand(4, 4, 4, 1).astype(np.float32), _RNG.randint(0, 5, 4)),
+    (
+      lambda r: cnn((4, 4, 1), (3, 2), ("max", "avg"), (6,), 5, r),
+      _RNG.rand(4, 4, 4, 1).astype(np.float32),
+      _RNG.randint(0, 5, 4),
+    ),
     (lambda r: recurrent(5, 6, r), _RNG.randint(0, 5, (4, 3)), _RNG.randint(0, 5, (4, 3))),
-], ids=["mlp", "cnn", "rnn"])
+  ],
+  ids=["mlp", "cnn", "rnn"],
+)
 def test_with_theta_equal_to_w_dll_is_backprop(build, inputs, labels):
   params = _tie_theta_to_w(build(LearningRule("bp")).init(jax.random.PRNGKey(0)))
   bp = _loss_grads(build(LearningRule("bp")), params, inputs, labels)
   dll = _loss_grads(build(LearningRule("dll", clip=math.inf, scale=1.0)), params, inputs, labels)
-  w_only = lambda tree: [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
-                         if not str(getattr(path[-1], "key", "")).startswith("theta")]
+  w_only = lambda tree: [
+    leaf
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    if not str(getattr(path[-1], "key", "")).startswith("theta")
+  ]
   for a, b in zip(w_only(bp), w_only(dll)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -259,13 +277,15 @@ def _objective(net):
   return Classification(lambda params, state, x, train: (net.apply(params, x), state), SMOOTHING)
 
 
-@pytest.mark.parametrize("method,theta_moves", [("dll", True), ("dll_fa", False), ("fa", False),
-                                                ("bp", False)])
+@pytest.mark.parametrize(
+  "method,theta_moves", [("dll", True), ("dll_fa", False), ("fa", False), ("bp", False)]
+)
 def test_only_dll_updates_theta(method, theta_moves):
   rule = LearningRule(method)
   net = mlp([16, 8, 6, 5], rule)
-  tx, schedule = build_feedback_optimizer(FeedbackAdamSettings(lr=1e-2), total_steps=10,
-                                          learns_theta=rule.learns_theta)
+  tx, schedule = build_feedback_optimizer(
+    FeedbackAdamSettings(lr=1e-2), total_steps=10, learns_theta=rule.learns_theta
+  )
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   state = create_state(lambda rng: {"params": net.init(rng)}, no_frozen_state, tx, 0, replicated)
@@ -273,8 +293,10 @@ def test_only_dll_updates_theta(method, theta_moves):
   rng = np.random.RandomState(0)
   new = state
   for _ in range(3):
-    batch = {"inputs": rng.rand(8, 16).astype(np.float32),
-             "targets": rng.randint(0, 5, size=8).astype(np.int32)}
+    batch = {
+      "inputs": rng.rand(8, 16).astype(np.float32),
+      "targets": rng.randint(0, 5, size=8).astype(np.int32),
+    }
     new, _ = step(new, batch)
   for layer, (before, after) in enumerate(zip(state.params, new.params)):
     assert not np.allclose(before["w"], after["w"])
@@ -292,8 +314,9 @@ def test_options_reject_unknown_values():
 
 
 def test_net_config_reads_the_model_section():
-  section = ml_collections.ConfigDict(dict(kind="cnn", channels=[3, 2], pools=["max", "avg"],
-                                           hidden=[6]))
+  section = ml_collections.ConfigDict(
+    dict(kind="cnn", channels=[3, 2], pools=["max", "avg"], hidden=[6])
+  )
   cfg = NetConfig.from_config(section)
   assert cfg == NetConfig(kind="cnn", hidden=(6,), channels=(3, 2), pools=("max", "avg"))
   hash(cfg)  # lists from config.json become tuples
@@ -302,18 +325,30 @@ def test_net_config_reads_the_model_section():
   assert NetConfig.from_config(ml_collections.ConfigDict(dict(kind="rnn", hidden=8))).pools == ()
 
 
-@pytest.mark.parametrize("section,error,message", [
-    (dict(kind="mlp", hidden=(8,), hiden=(4,)), ConfigError,
-     r"unknown config key 'model\.hiden' \(did you mean 'model\.hidden'\?\)"),
+@pytest.mark.parametrize(
+  "section,error,message",
+  [
+    (
+      dict(kind="mlp", hidden=(8,), hiden=(4,)),
+      ConfigError,
+      r"unknown config key 'model\.hiden' \(did you mean 'model\.hidden'\?\)",
+    ),
     (dict(kind="mlp"), ConfigError, "config section 'model' needs model.hidden"),
     (dict(kind="gru", hidden=8), ValueError, "unknown model.kind 'gru'"),
-    (dict(kind="cnn", hidden=(8,), channels=(3,), pools=("max", "avg")), ValueError,
-     "one entry per model.channels"),
-    (dict(kind="cnn", hidden=(8,), channels=(3,), pools=("min",)), ValueError,
-     "model.pools entries"),
+    (
+      dict(kind="cnn", hidden=(8,), channels=(3,), pools=("max", "avg")),
+      ValueError,
+      "one entry per model.channels",
+    ),
+    (
+      dict(kind="cnn", hidden=(8,), channels=(3,), pools=("min",)),
+      ValueError,
+      "model.pools entries",
+    ),
     (dict(kind="rnn", hidden=(8,)), ValueError, "is one width"),
     (dict(kind="mlp", hidden=8), ValueError, "is a sequence of widths"),
-])
+  ],
+)
 def test_net_config_rejects_bad_sections(section, error, message):
   with pytest.raises(error, match=message):
     NetConfig.from_config(ml_collections.ConfigDict(section)).validate()

@@ -3,8 +3,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.models.positional import (gray_code, gray_code_bits, gray_position_codes,
-                                      grid_coordinates, log_relative_bias, min_gray_bits)
+from jaxlab.models.positional import (
+  gray_code,
+  gray_code_bits,
+  gray_position_codes,
+  grid_coordinates,
+  log_relative_bias,
+  min_gray_bits,
+)
 
 
 def _hamming(a, b):
@@ -27,7 +33,7 @@ def test_gray_code_bits_are_most_significant_first():
 
 def test_theorem_1_power_of_two_distances_have_a_fixed_hamming_distance():
   """Hamming(G(a), G(a + 2^n)) is 1 for n = 0 and 2 for n >= 1, for every a < 2^10, n < 10."""
-  a = jnp.arange(2 ** 10, dtype=jnp.int32)[:, None]
+  a = jnp.arange(2**10, dtype=jnp.int32)[:, None]
   n = jnp.arange(10, dtype=jnp.int32)[None, :]
   distance = _hamming(gray_code(a), gray_code(a + (1 << n)))
   expected = jnp.broadcast_to(jnp.where(n == 0, 1, 2), distance.shape)
@@ -35,7 +41,7 @@ def test_theorem_1_power_of_two_distances_have_a_fixed_hamming_distance():
 
 
 def test_other_distances_are_only_partially_captured():
-  a = jnp.arange(2 ** 10, dtype=jnp.int32)
+  a = jnp.arange(2**10, dtype=jnp.int32)
   assert set(np.unique(_hamming(gray_code(a), gray_code(a + 3))).tolist()) == {1, 3}
 
 

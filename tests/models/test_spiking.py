@@ -1,6 +1,5 @@
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,8 +8,11 @@ import pytest
 
 from jaxlab.config import ConfigError
 from jaxlab.kernels.lif_reference import Surrogate, lif_multistep, spike
-from jaxlab.kernels.xnor_attention_reference import (append_position_codes, xnor_attention,
-                                                      xnor_attention_scores)
+from jaxlab.kernels.xnor_attention_reference import (
+  append_position_codes,
+  xnor_attention,
+  xnor_attention_scores,
+)
 from jaxlab.models.positional import gray_code, gray_position_codes, grid_coordinates
 from jaxlab.models.spiking import Spikformer, SpikformerConfig, SpikingDense
 
@@ -101,8 +103,9 @@ def test_gray_pe_concatenation_is_xnor_plus_relative_bias(grid, two_d):
   gray = gray_code(jnp.asarray(coords))
   hamming = jax.lax.population_count(gray[:, None, :] ^ gray[None, :, :]).sum(-1)
   bias = codes.shape[1] - hamming
-  concatenated = xnor_attention_scores(append_position_codes(q, codes),
-                                       append_position_codes(k, codes))
+  concatenated = xnor_attention_scores(
+    append_position_codes(q, codes), append_position_codes(k, codes)
+  )
   np.testing.assert_array_equal(concatenated, xnor_attention_scores(q, k) + bias)
   out = xnor_attention(append_position_codes(q, codes), append_position_codes(k, codes), v, 0.25)
   np.testing.assert_allclose(out, xnor_attention(q, k, v, 0.25, bias=bias), rtol=1e-6)
@@ -118,13 +121,27 @@ def _model(pe, grid=(8,), features=3, **overrides):
   return model, model.init(jax.random.PRNGKey(0), tokens), tokens
 
 
-@pytest.mark.parametrize("pe,grid", [("none", (8,)), ("conv", (8,)), ("gray", (8,)),
-                                     ("log", (8,)), ("gray2d", (4, 4)), ("conv", (4, 4))])
+@pytest.mark.parametrize(
+  "pe,grid",
+  [
+    ("none", (8,)),
+    ("conv", (8,)),
+    ("gray", (8,)),
+    ("log", (8,)),
+    ("gray2d", (4, 4)),
+    ("conv", (4, 4)),
+  ],
+)
 def test_forward_spikes_are_binary_and_batch_stats_update(pe, grid):
   model, variables, tokens = _model(pe, grid)
   is_dense = lambda module, name: isinstance(module, SpikingDense) and name == "__call__"
-  outputs, state = model.apply(variables, tokens, train=True, capture_intermediates=is_dense,
-                               mutable=["batch_stats", "intermediates"])
+  outputs, state = model.apply(
+    variables,
+    tokens,
+    train=True,
+    capture_intermediates=is_dense,
+    mutable=["batch_stats", "intermediates"],
+  )
   assert outputs.shape == (4, 5) and jnp.isfinite(outputs).all()
   spikes = jax.tree.leaves(state["intermediates"])
   assert len(spikes) == 6  # q, k, v, proj, mlp_in, mlp_out
@@ -133,7 +150,9 @@ def test_forward_spikes_are_binary_and_batch_stats_update(pe, grid):
   moved = lambda stats: bool((stats["mean"] != 0).any())
   assert moved(state["batch_stats"]["embedding"]["BatchNorm_0"])
   assert moved(state["batch_stats"]["block_0"]["mlp_in"]["BatchNorm_0"])
-  assert ("scale_logit" in variables["params"]["block_0"]["attention"]) == (pe in ("gray", "log", "gray2d"))
+  assert ("scale_logit" in variables["params"]["block_0"]["attention"]) == (
+    pe in ("gray", "log", "gray2d")
+  )
 
 
 def test_evaluation_uses_running_averages_not_the_batch():
@@ -143,8 +162,9 @@ def test_evaluation_uses_running_averages_not_the_batch():
   np.testing.assert_allclose(full[:1], single, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("pe,invariant", [("none", True), ("gray", False), ("log", False),
-                                          ("conv", False)])
+@pytest.mark.parametrize(
+  "pe,invariant", [("none", True), ("gray", False), ("log", False), ("conv", False)]
+)
 def test_without_positions_the_model_cannot_see_token_order(pe, invariant):
   """No-PE Spikformer is permutation invariant, which is why the order task needs an encoding."""
   # Batch statistics and a larger XNOR scale make the attention neurons fire at initialization.
@@ -159,9 +179,10 @@ def test_gradients_reach_queries_keys_and_the_xnor_scale():
   model, variables, tokens = _model("gray")
 
   def loss(params):
-    out, _ = model.apply({**variables, "params": params}, tokens, train=True,
-                         mutable=["batch_stats"])
-    return (out ** 2).sum()
+    out, _ = model.apply(
+      {**variables, "params": params}, tokens, train=True, mutable=["batch_stats"]
+    )
+    return (out**2).sum()
 
   grads = jax.grad(loss)(variables["params"])["block_0"]["attention"]
   for name in ("query", "key", "value"):
@@ -169,7 +190,9 @@ def test_gradients_reach_queries_keys_and_the_xnor_scale():
   assert float(jnp.abs(grads["scale_logit"])) > 0
 
 
-@pytest.mark.parametrize("overrides,grid,message", [
+@pytest.mark.parametrize(
+  "overrides,grid,message",
+  [
     (dict(pe="gray2d"), (32,), "needs a 2D token grid"),
     (dict(pe="gray", gray_bits=4), (32,), "cannot code 5-bit positions"),
     (dict(pe="log", attention="vanilla"), (32,), "needs model.attention='xnor'"),
@@ -178,7 +201,8 @@ def test_gradients_reach_queries_keys_and_the_xnor_scale():
     (dict(neuron_impl="cuda"), (32,), "unknown model.neuron_impl 'cuda'"),
     (dict(pe="log", attention_impl="pallas"), (32,), "attention_impl='pallas' is the XNOR kernel"),
     (dict(pe="conv", attention_impl="pallas"), (32,), "attention_impl='pallas' is the XNOR kernel"),
-])
+  ],
+)
 def test_config_validation(overrides, grid, message):
   with pytest.raises(ValueError, match=message):
     SpikformerConfig(**overrides).validate(grid)
@@ -188,8 +212,11 @@ def test_from_config_rejects_unknown_model_keys():
   section = ml_collections.ConfigDict({**TINY, "pe": "gray"})
   assert SpikformerConfig.from_config(section) == SpikformerConfig(**TINY, pe="gray")
   section.time_step = 2
-  with pytest.raises(ConfigError, match=r"unknown config key 'model\.time_step' "
-                                        r"\(did you mean 'model\.time_steps'\?\)"):
+  with pytest.raises(
+    ConfigError,
+    match=r"unknown config key 'model\.time_step' "
+    r"\(did you mean 'model\.time_steps'\?\)",
+  ):
     SpikformerConfig.from_config(section)
 
 
@@ -200,21 +227,28 @@ def test_pallas_kernels_match_the_jnp_model(pe, monkeypatch):
   monkeypatch.setenv("JAXLAB_KERNELS", "tpu-interpret")
   overrides = dict(attention="xnor", time_steps=3)
   model, variables, tokens = _model(pe, **overrides)
-  fused = Spikformer(SpikformerConfig(**{**TINY, "pe": pe, **overrides, "neuron_impl": "pallas",
-                                         "attention_impl": "pallas"}), num_outputs=5)
+  fused = Spikformer(
+    SpikformerConfig(
+      **{**TINY, "pe": pe, **overrides, "neuron_impl": "pallas", "attention_impl": "pallas"}
+    ),
+    num_outputs=5,
+  )
 
   def loss_and_state(model):
     def loss(params):
-      out, state = model.apply({**variables, "params": params}, tokens, train=True,
-                               mutable=["batch_stats"])
-      return (out ** 2).sum(), (out, state)
+      out, state = model.apply(
+        {**variables, "params": params}, tokens, train=True, mutable=["batch_stats"]
+      )
+      return (out**2).sum(), (out, state)
+
     return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
 
   (_, (out, state)), grads = loss_and_state(model)
   (_, (fused_out, fused_state)), fused_grads = loss_and_state(fused)
   np.testing.assert_allclose(fused_out, out, rtol=1e-5, atol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-               fused_state, state)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fused_state, state
+  )
   flat = jax.tree_util.tree_leaves_with_path(grads)
   fused_flat = dict(jax.tree_util.tree_leaves_with_path(fused_grads))
   for path, grad in flat:

@@ -20,9 +20,13 @@ def _init(cfg=CFG, length=12):
 def test_every_parameter_has_logical_axis_names_and_layers_are_stacked():
   _, variables = _init()
   specs = nn.get_partition_spec(variables)["params"]
-  for path, spec in jax.tree_util.tree_leaves_with_path(specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)):
+  for path, spec in jax.tree_util.tree_leaves_with_path(
+    specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)
+  ):
     assert all(isinstance(name, str) for name in spec), path
-  assert specs["layers"]["attention"]["wq"] == jax.sharding.PartitionSpec("layers", "embed", "heads", "head_dim")
+  assert specs["layers"]["attention"]["wq"] == jax.sharding.PartitionSpec(
+    "layers", "embed", "heads", "head_dim"
+  )
   params = nn.unbox(variables)["params"]
   assert params["layers"]["attention"]["wk"].shape == (2, 32, 2, 8)  # grouped-query: 2 kv heads
   assert params["layers"]["mlp"]["w_gate"].shape == (2, 32, 48)
@@ -31,7 +35,11 @@ def test_every_parameter_has_logical_axis_names_and_layers_are_stacked():
 def test_parameter_count_formula():
   _, variables = _init()
   cfg = CFG
-  per_layer = cfg.d_model * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) + 3 * cfg.d_model * cfg.d_ff + 2 * cfg.d_model
+  per_layer = (
+    cfg.d_model * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.n_kv_heads)
+    + 3 * cfg.d_model * cfg.d_ff
+    + 2 * cfg.d_model
+  )
   expected = cfg.n_layers * per_layer + 2 * cfg.vocab_size * cfg.d_model + cfg.d_model
   assert count_params(nn.unbox(variables)) == expected
 
@@ -50,7 +58,7 @@ def test_kv_cache_decode_matches_full_forward():
   logits, cache = model.apply(params, tokens[:, :5], cache=cache)
   pieces = [logits]
   for t in range(5, tokens.shape[1]):
-    logits, cache = model.apply(params, tokens[:, t:t + 1], cache=cache)
+    logits, cache = model.apply(params, tokens[:, t : t + 1], cache=cache)
     pieces.append(logits)
   np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=2e-5)
   assert int(cache["index"]) == tokens.shape[1]
@@ -68,8 +76,14 @@ def test_packed_documents_do_not_see_each_other():
   np.testing.assert_allclose(packed[:, 5:], second, atol=2e-5)
 
 
-@pytest.mark.parametrize("changes", [dict(attention_query_block=5), dict(scan_layers=False),
-                                     dict(attention_query_block=4, scan_layers=False)])
+@pytest.mark.parametrize(
+  "changes",
+  [
+    dict(attention_query_block=5),
+    dict(scan_layers=False),
+    dict(attention_query_block=4, scan_layers=False),
+  ],
+)
 def test_query_blocks_and_unrolled_layers_compute_the_same_model(changes):
   """Blocked attention (12 tokens in blocks of 5 or 4: ragged and even) over packed documents
   and unrolled layers give the dense model's logits and gradients."""
@@ -82,15 +96,14 @@ def test_query_blocks_and_unrolled_layers_compute_the_same_model(changes):
 
   def loss(cfg, p):
     logits = Transformer(cfg).apply(p, tokens, segments, positions)[0]
-    return jnp.mean(logits ** 2), logits
+    return jnp.mean(logits**2), logits
 
   dense = TransformerConfig(**{**CFG.__dict__, "attention_query_block": 0})
   (_, base), base_grads = jax.value_and_grad(lambda p: loss(dense, p), has_aux=True)(params)
   (_, out), grads = jax.value_and_grad(lambda p: loss(changed, p), has_aux=True)(changed_params)
   np.testing.assert_allclose(out, base, atol=2e-5)
   expected = base_grads if changed.scan_layers else _unstack_layers(base_grads)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads,
-               expected)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7), grads, expected)
 
 
 def _unstack_layers(variables):
@@ -98,7 +111,7 @@ def _unstack_layers(variables):
   params = dict(variables["params"])
   stacked = params.pop("layers")
   for i in range(CFG.n_layers):
-    params[f"layers_{i}"] = jax.tree.map(lambda x: x[i], stacked)
+    params[f"layers_{i}"] = jax.tree.map(lambda x, i=i: x[i], stacked)
   return {"params": params}
 
 
@@ -136,21 +149,31 @@ def test_bfloat16_compute_keeps_float32_parameters():
   np.testing.assert_allclose(logits.astype(jnp.float32), full, atol=0.05)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("n_heads", 3, "not divisible by n_heads"), ("n_kv_heads", 3, "not divisible by n_kv_heads"),
-    ("remat_policy", "bogus", "unknown model.remat_policy"), ("dtype", "int8", "unknown model.dtype"),
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
+    ("n_heads", 3, "not divisible by n_heads"),
+    ("n_kv_heads", 3, "not divisible by n_kv_heads"),
+    ("remat_policy", "bogus", "unknown model.remat_policy"),
+    ("dtype", "int8", "unknown model.dtype"),
     ("attention_impl", "nope", "unknown attention_impl"),
-    ("attention_query_block", -1, "must be >= 0")])
+    ("attention_query_block", -1, "must be >= 0"),
+  ],
+)
 def test_validate_rejects_bad_settings(field, value, message):
   with pytest.raises(ValueError, match=message):
     TransformerConfig(**{**CFG.__dict__, field: value}).validate()
 
 
 def test_from_config_reads_the_model_section_and_rejects_unknown_keys():
-  section = ml_collections.ConfigDict(dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4,
-                                           n_kv_heads=2, d_ff=48))
+  section = ml_collections.ConfigDict(
+    dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48)
+  )
   assert TransformerConfig.from_config(section) == CFG
   section.attention_query_blok = 8
-  with pytest.raises(ConfigError, match=r"unknown config key 'model\.attention_query_blok' "
-                                        r"\(did you mean 'model\.attention_query_block'\?\)"):
+  with pytest.raises(
+    ConfigError,
+    match=r"unknown config key 'model\.attention_query_blok' "
+    r"\(did you mean 'model\.attention_query_block'\?\)",
+  ):
     TransformerConfig.from_config(section)

@@ -15,6 +15,6 @@ def test_weighted_cross_entropy_matches_log_softmax_and_its_gradient():
   picked = np.take_along_axis(logprobs, np.asarray(targets)[..., None], -1)[..., 0]
   np.testing.assert_allclose(loss_sum, -(picked * np.asarray(weights)).sum(), rtol=1e-6)
   np.testing.assert_allclose(weight_sum, np.asarray(weights).sum(), rtol=1e-6)
-  grad = jax.grad(lambda l: weighted_cross_entropy(l, targets, weights)[0])(logits)
+  grad = jax.grad(lambda z: weighted_cross_entropy(z, targets, weights)[0])(logits)
   expected = (np.exp(logprobs) - np.eye(11)[np.asarray(targets)]) * np.asarray(weights)[..., None]
   np.testing.assert_allclose(grad, expected, atol=1e-6)

@@ -21,8 +21,9 @@ def test_classification_sums_match_numpy(smoothing):
   logits = rng.randn(5, 3, 4).astype(np.float32)  # 5 examples, 3 predictions each, 4 classes
   labels = rng.randint(0, 4, (5, 3)).astype(np.int32)
   weights = np.array([1, 1, 0, 1, 1], np.float32)
-  out = Classification(_identity, smoothing)({}, {}, {}, {"inputs": logits, "targets": labels,
-                                                         "weights": weights}, None, False)
+  out = Classification(_identity, smoothing)(
+    {}, {}, {}, {"inputs": logits, "targets": labels, "weights": weights}, None, False
+  )
   targets = np.eye(4)[labels] * (1 - smoothing) + smoothing / 4
   losses = -(targets * _log_softmax(logits)).sum(-1)
   np.testing.assert_allclose(out.loss_sum, (losses * weights[:, None]).sum(), rtol=1e-5)
@@ -34,9 +35,11 @@ def test_classification_sums_match_numpy(smoothing):
 def test_classification_gradient_is_softmax_minus_targets():
   logits = np.random.RandomState(1).randn(4, 3).astype(np.float32)
   labels = np.array([0, 2, 1, 1], np.int32)
-  grad = jax.grad(lambda z: Classification(_identity)({}, {}, {}, {"inputs": z,
-                                                                   "targets": labels},
-                                                      None, True).loss_sum)(logits)
+  grad = jax.grad(
+    lambda z: (
+      Classification(_identity)({}, {}, {}, {"inputs": z, "targets": labels}, None, True).loss_sum
+    )
+  )(logits)
   expected = np.exp(_log_softmax(logits)) - np.eye(3)[labels]
   np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
 

@@ -15,13 +15,34 @@ def test_two_process_run_trains_and_checkpoints(tmp_path):
   port = portpicker.pick_unused_port()
   processes = []
   for process_id in range(2):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
-               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(process_id))
-    processes.append(subprocess.Popen(
-        [sys.executable, "-m", "jaxlab.launch", "--config", "configs/smi_tiny.py:steps=4",
-         "--workdir", str(workdir), "--config.train.log_every=1", "--config.checkpoint.every=2"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS="",
+      JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+      JAX_NUM_PROCESSES="2",
+      JAX_PROCESS_ID=str(process_id),
+    )
+    processes.append(
+      subprocess.Popen(
+        [
+          sys.executable,
+          "-m",
+          "jaxlab.launch",
+          "--config",
+          "configs/smi_tiny.py:steps=4",
+          "--workdir",
+          str(workdir),
+          "--config.train.log_every=1",
+          "--config.checkpoint.every=2",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+    )
   outputs = [p.communicate(timeout=300) for p in processes]
   for process, (_, err) in zip(processes, outputs):
     assert process.returncode == 0, err[-2000:]

@@ -13,15 +13,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import jaxlab
 from jaxlab.parallel.topology import (
-    TopologySpec,
-    compiled_memory_per_device,
-    parse_topology,
-    _quiet_libtpu,
-    topology_devices,
+  TopologySpec,
+  _quiet_libtpu,
+  compiled_memory_per_device,
+  parse_topology,
+  topology_devices,
 )
 
 GIB = 2**30
@@ -31,7 +32,9 @@ def auto_mesh(devices: list, shape: tuple[int, ...], axes: tuple[str, ...]) -> M
   return Mesh(np.array(devices).reshape(shape), axes, axis_types=(AxisType.Auto,) * len(axes))
 
 
-@pytest.mark.parametrize("name, generation, chips, grid, hbm_gib, flops", [
+@pytest.mark.parametrize(
+  "name, generation, chips, grid, hbm_gib, flops",
+  [
     ("v5p-128", "v5p", 64, "v5:4x4x4", 95, 459e12),
     ("v5p-8", "v5p", 4, "v5:2x2x1", 95, 459e12),
     ("v5p-1152", "v5p", 576, "v5:4x12x12", 95, 459e12),
@@ -42,7 +45,8 @@ def auto_mesh(devices: list, shape: tuple[int, ...], axes: tuple[str, ...]) -> M
     ("v5litepod-256", "v5e", 256, "v5e:16x16", 16, 197e12),
     ("v6e-16", "v6e", 16, "v6e:4x4", 32, 918e12),
     ("v6e-1", "v6e", 1, "v6e:1x1", 32, 918e12),
-])
+  ],
+)
 def test_parse_topology_table(name, generation, chips, grid, hbm_gib, flops):
   spec = parse_topology(name)
   assert (spec.generation, spec.num_chips, spec.topology_name) == (generation, chips, grid)
@@ -62,7 +66,9 @@ def test_topology_spec_is_frozen_and_host_layout():
   assert parse_topology("v5p-64").wrap == (False, False, False)
 
 
-@pytest.mark.parametrize("name, problem", [
+@pytest.mark.parametrize(
+  "name, problem",
+  [
     ("", "expected '<generation>-<count>'"),
     ("v5p", "expected '<generation>-<count>'"),
     ("tpu-8", "expected '<generation>-<count>'"),
@@ -72,7 +78,8 @@ def test_topology_spec_is_frozen_and_host_layout():
     ("v5p-100", "not a v5p slice size"),
     ("v5e-12", "not a v5e slice size"),
     ("v6e-512", "larger than a whole v6e pod"),
-])
+  ],
+)
 def test_parse_topology_rejects_bad_names(name, problem):
   with pytest.raises(ValueError, match="valid forms: v4-N") as info:
     parse_topology(name)
@@ -100,22 +107,33 @@ def test_missing_libtpu_asks_for_the_tpu_extra(monkeypatch):
 
 
 def test_loading_libtpu_prints_nothing():
-  code = ("from jaxlab.parallel.topology import topology_devices;"
-          "assert len(topology_devices('v6e-4')) == 4")
+  code = (
+    "from jaxlab.parallel.topology import topology_devices;"
+    "assert len(topology_devices('v6e-4')) == 4"
+  )
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   repo_root = pathlib.Path(jaxlab.__file__).parents[1]
-  result = subprocess.run([sys.executable, "-c", code], env=env, cwd=repo_root,
-                          capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    env=env,
+    cwd=repo_root,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr
   assert result.stdout == "" and result.stderr == ""
 
 
 def _data_parallel_matmul_bytes(mesh: Mesh, x_spec: P) -> int:
   x_sharding, w_sharding = NamedSharding(mesh, x_spec), NamedSharding(mesh, P())
-  step = jax.jit(lambda x, w: jnp.tanh(x @ w), in_shardings=(x_sharding, w_sharding),
-                 out_shardings=x_sharding)
-  compiled = step.lower(jax.ShapeDtypeStruct((8192, 1024), jnp.bfloat16),
-                        jax.ShapeDtypeStruct((1024, 1024), jnp.bfloat16)).compile()
+  step = jax.jit(
+    lambda x, w: jnp.tanh(x @ w), in_shardings=(x_sharding, w_sharding), out_shardings=x_sharding
+  )
+  compiled = step.lower(
+    jax.ShapeDtypeStruct((8192, 1024), jnp.bfloat16),
+    jax.ShapeDtypeStruct((1024, 1024), jnp.bfloat16),
+  ).compile()
   return compiled_memory_per_device(compiled)
 
 
@@ -138,8 +156,9 @@ def test_donated_buffers_count_once():
   per_device = 8192 * 1024 * 4 // 8
 
   def bytes_for(donate: tuple[int, ...]) -> tuple[int, object]:
-    step = jax.jit(lambda x: x * 2.0, in_shardings=sharding, out_shardings=sharding,
-                   donate_argnums=donate)
+    step = jax.jit(
+      lambda x: x * 2.0, in_shardings=sharding, out_shardings=sharding, donate_argnums=donate
+    )
     compiled = step.lower(shape).compile()
     return compiled_memory_per_device(compiled), compiled.memory_analysis()
 
@@ -155,11 +174,13 @@ class _MLP(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.Dense(self.hidden, kernel_init=nn.with_partitioning(
-        nn.initializers.lecun_normal(), (None, "model")))(x)
+    x = nn.Dense(
+      self.hidden, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
+    )(x)
     x = nn.gelu(x)
-    return nn.Dense(self.out, kernel_init=nn.with_partitioning(
-        nn.initializers.lecun_normal(), ("model", None)))(x)
+    return nn.Dense(
+      self.out, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), ("model", None))
+    )(x)
 
 
 def test_flax_mlp_train_step_compiles_for_v5p_128():
@@ -168,18 +189,24 @@ def test_flax_mlp_train_step_compiles_for_v5p_128():
   batch = jax.ShapeDtypeStruct((256, 512), jnp.bfloat16)
   boxed = jax.eval_shape(model.init, jax.random.key(0), batch)
   params = nn.unbox(boxed)
-  param_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec),
-                                 nn.get_partition_spec(boxed))
+  param_shardings = jax.tree.map(
+    lambda spec: NamedSharding(mesh, spec), nn.get_partition_spec(boxed)
+  )
   batch_sharding = NamedSharding(mesh, P("data", None))
 
   def train_step(params, x, y):
     def loss_fn(p):
       return jnp.mean((model.apply(p, x) - y).astype(jnp.float32) ** 2)
+
     grads = jax.grad(loss_fn)(params)
     return jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
 
-  step = jax.jit(train_step, in_shardings=(param_shardings, batch_sharding, batch_sharding),
-                 out_shardings=param_shardings, donate_argnums=0)
+  step = jax.jit(
+    train_step,
+    in_shardings=(param_shardings, batch_sharding, batch_sharding),
+    out_shardings=param_shardings,
+    donate_argnums=0,
+  )
   compiled = step.lower(params, batch, batch).compile()
   assert "all-reduce" in compiled.as_text()  # gradients are summed over "data"
   param_bytes = sum(p.size * p.dtype.itemsize for p in jax.tree.leaves(params))

@@ -3,13 +3,12 @@ import subprocess
 import sys
 
 import jax
-import numpy as np
 import pytest
 
 from jaxlab.eval.run_loading import load_run
+from jaxlab.experiments import lm_pretrain
 from jaxlab.smi.cbqa import build_prompts, cbqa_accuracy, merge_counts
 from jaxlab.smi.triples import Triple
-from jaxlab.experiments import lm_pretrain
 from tests.train.helpers import tiny_config
 
 TRIPLES = [Triple("Kobara", "capital", "Tel"), Triple("Mizu", "born", "Ro")]
@@ -24,7 +23,10 @@ def run_dir(tmp_path_factory):
 
 
 def test_build_prompts():
-  assert build_prompts(TRIPLES, TEMPLATES, 1) == [(0, "Kobara is the capital of"), (1, "Mizu was born in")]
+  assert build_prompts(TRIPLES, TEMPLATES, 1) == [
+    (0, "Kobara is the capital of"),
+    (1, "Mizu was born in"),
+  ]
   assert len(build_prompts(TRIPLES, TEMPLATES, 20)) == 3
   with pytest.raises(ValueError, match="no templates for relation"):
     build_prompts([Triple("A", "died", "B")], TEMPLATES, 1)
@@ -35,38 +37,102 @@ def test_accuracy_counts_substring_hits_per_triple(run_dir):
   # A one-character object appears in most random byte generations; an object no byte
   # sequence of this length can contain never does.
   triples = [Triple("Kobara", "capital", " "), Triple("Mizu", "born", "x" * 50)]
-  acc = cbqa_accuracy(run, triples, TEMPLATES, samples=3, max_new_tokens=8, temperature=1.0,
-                      batch_size=4, progress=False)
+  acc = cbqa_accuracy(
+    run,
+    triples,
+    TEMPLATES,
+    samples=3,
+    max_new_tokens=8,
+    temperature=1.0,
+    batch_size=4,
+    progress=False,
+  )
   assert acc[1] == 0.0 and 0.0 < acc[0] <= 1.0
-  again = cbqa_accuracy(run, triples, TEMPLATES, samples=3, max_new_tokens=8, temperature=1.0,
-                        batch_size=4, progress=False)
+  again = cbqa_accuracy(
+    run,
+    triples,
+    TEMPLATES,
+    samples=3,
+    max_new_tokens=8,
+    temperature=1.0,
+    batch_size=4,
+    progress=False,
+  )
   assert acc == again  # seeded
 
 
-def test_merge_counts_joins_on_the_triple():
-  counts = [{"subj": "Mizu", "rel": "born", "obj": "Ro", "n_docs": 10, "n_subj": 3, "n_obj": 2, "n_both": 1}]
-  records = merge_counts(TRIPLES, [0.5, 0.25], None)
-  assert records[0] == {"subj": "Kobara", "rel": "capital", "obj": "Tel", "acc": 0.5}
-  assert "n_both" not in records[1]
+def test_merge_counts_joins_on_the_triple(tmp_path):
+  counts = [
+    {"subj": "Mizu", "rel": "born", "obj": "Ro", "n_docs": 10, "n_subj": 3, "n_obj": 2, "n_both": 1}
+  ]
+  path = tmp_path / "counts.jsonl"
+  path.write_text("".join(json.dumps(row) + "\n" for row in counts))
+  records = merge_counts(TRIPLES, [0.5, 0.25], str(path))
+  assert records[0] == {"subj": "Kobara", "rel": "capital", "obj": "Tel", "acc": 0.5}  # no counts
+  assert records[1] == {**counts[0], "acc": 0.25}
+  assert merge_counts(TRIPLES, [0.5, 0.25], None)[1] == {
+    "subj": "Mizu",
+    "rel": "born",
+    "obj": "Ro",
+    "acc": 0.25,
+  }
 
 
 def test_cli_end_to_end_and_bad_input(run_dir, tmp_path):
   triples = tmp_path / "t.jsonl"
-  triples.write_text("".join(json.dumps({"subj": t.subj, "rel": t.rel, "obj": t.obj}) + "\n" for t in TRIPLES))
+  triples.write_text(
+    "".join(json.dumps({"subj": t.subj, "rel": t.rel, "obj": t.obj}) + "\n" for t in TRIPLES)
+  )
   templates = tmp_path / "tpl.json"
   templates.write_text(json.dumps(TEMPLATES))
   counts = tmp_path / "counts.jsonl"
-  counts.write_text(json.dumps({"subj": "Mizu", "rel": "born", "obj": "Ro", "n_docs": 10, "n_subj": 3,
-                                "n_obj": 2, "n_both": 1}) + "\n")
+  counts.write_text(
+    json.dumps(
+      {
+        "subj": "Mizu",
+        "rel": "born",
+        "obj": "Ro",
+        "n_docs": 10,
+        "n_subj": 3,
+        "n_obj": 2,
+        "n_both": 1,
+      }
+    )
+    + "\n"
+  )
   out = tmp_path / "records.jsonl"
-  base = [sys.executable, "-m", "jaxlab.smi.cbqa", "--workdir", run_dir, "--triples", str(triples),
-          "--templates", str(templates), "--samples", "2", "--max_new_tokens", "4", "--batch_size", "8"]
-  result = subprocess.run(base + ["--out", str(out), "--counts", str(counts)], capture_output=True, text=True)
+  base = [
+    sys.executable,
+    "-m",
+    "jaxlab.smi.cbqa",
+    "--workdir",
+    run_dir,
+    "--triples",
+    str(triples),
+    "--templates",
+    str(templates),
+    "--samples",
+    "2",
+    "--max_new_tokens",
+    "4",
+    "--batch_size",
+    "8",
+  ]
+  result = subprocess.run(
+    base + ["--out", str(out), "--counts", str(counts)], capture_output=True, text=True
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   records = [json.loads(line) for line in out.read_text().splitlines()]
   assert [r["subj"] for r in records] == ["Kobara", "Mizu"] and records[1]["n_both"] == 1
   assert all(0.0 <= r["acc"] <= 1.0 for r in records)
-  bad = subprocess.run(base + ["--out", str(tmp_path / "x.jsonl"), "--workdir", str(tmp_path)],
-                       capture_output=True, text=True)
-  assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "no config.json" in bad.stderr
+  bad = subprocess.run(
+    base + ["--out", str(tmp_path / "x.jsonl"), "--workdir", str(tmp_path)],
+    capture_output=True,
+    text=True,
+  )
+  assert (
+    bad.returncode == 2
+    and bad.stderr.strip().startswith("error:")
+    and "no config.json" in bad.stderr
+  )
   assert not (tmp_path / "x.jsonl").exists()

@@ -28,7 +28,9 @@ def test_counts_vary_widely_and_independently():
   n_both = np.array([r["n_both"] for r in rows])
   n_subj = np.array([r["n_subj"] for r in rows])
   n_obj = np.array([r["n_obj"] for r in rows])
-  assert n_both.min() >= 1 and n_both.max() >= 32  # every fact is stated, frequencies span 5+ octaves
+  assert (
+    n_both.min() >= 1 and n_both.max() >= 32
+  )  # every fact is stated, frequencies span 5+ octaves
   noise_subj, noise_obj = n_subj - n_both, n_obj - n_both
   assert noise_subj.max() >= 16 and (noise_subj == 0).any()
   # Noise mentions are drawn independently of the fact frequency and of each other.

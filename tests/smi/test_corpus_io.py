@@ -17,13 +17,19 @@ def test_text_lines_jsonl_and_parquet(tmp_path):
   assert list(iter_documents(str(parquet))) == ["x", " y"]
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("c.jsonl", '{"text": "ok"}\n{"text": 3}\n',
-     "c.jsonl:2: expected an object with a string 'text'"),
+@pytest.mark.parametrize(
+  "name,content,message",
+  [
+    (
+      "c.jsonl",
+      '{"text": "ok"}\n{"text": 3}\n',
+      "c.jsonl:2: expected an object with a string 'text'",
+    ),
     ("c.jsonl", '{"text": "ok"}\n{"text": "a\n', "c.jsonl:2: invalid JSON"),
     ("c.txt", b"ok\n\xff\n", "c.txt:2: invalid UTF-8"),
     ("c.csv", "text\n", "c.csv: unknown corpus file type; expected one of .jsonl, .json, .txt"),
-])
+  ],
+)
 def test_malformed_input_names_file_and_line(tmp_path, name, content, message):
   path = tmp_path / name
   path.write_bytes(content if isinstance(content, bytes) else content.encode())

@@ -18,14 +18,38 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # boundary (" Paris" in " Parisian"), case (" paris"), overlapping self-matches (" a a" in
 # " a a a"), a name that is both subject and object, non-ASCII, and a name never in the corpus.
 TRIPLES = [
-    Triple("New York", "locate", "United States", 0), Triple("York", "locate", "England", 1),
-    Triple("Paris", "capital", "France", 2), Triple("paris", "capital", "France", 3),
-    Triple("Paris", "born", "Paris"), Triple("a a", "rel", "a"), Triple("Zürich", "locate", "東京"),
-    Triple("France", "play", "Paris"), Triple("Atlantis", "capital", "France"),
-    Triple("Paris", "capital", "France", 9),
+  Triple("New York", "locate", "United States", 0),
+  Triple("York", "locate", "England", 1),
+  Triple("Paris", "capital", "France", 2),
+  Triple("paris", "capital", "France", 3),
+  Triple("Paris", "born", "Paris"),
+  Triple("a a", "rel", "a"),
+  Triple("Zürich", "locate", "東京"),
+  Triple("France", "play", "Paris"),
+  Triple("Atlantis", "capital", "France"),
+  Triple("Paris", "capital", "France", 9),
 ]
-WORDS = ["the", "a", "of", "New", "York", "Paris", "Parisian", "paris", "France", "England",
-         "United", "States", "Zürich", "東京", "a a", "x", "Yorkshire", "NewYork", "Paris,"]
+WORDS = [
+  "the",
+  "a",
+  "of",
+  "New",
+  "York",
+  "Paris",
+  "Parisian",
+  "paris",
+  "France",
+  "England",
+  "United",
+  "States",
+  "Zürich",
+  "東京",
+  "a a",
+  "x",
+  "Yorkshire",
+  "NewYork",
+  "Paris,",
+]
 
 
 def _documents(n: int, seed: int = 0) -> list[str]:
@@ -74,15 +98,22 @@ def test_beam_direct_runner_equals_local(corpus, tmp_path):
 
 def _run(module, *args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
 @pytest.fixture
 def triples_file(tmp_path):
   path = tmp_path / "triples.jsonl"
-  path.write_text("".join(json.dumps({"subj": t.subj, "rel": t.rel, "obj": t.obj}) + "\n"
-                          for t in TRIPLES[:4]))
+  path.write_text(
+    "".join(json.dumps({"subj": t.subj, "rel": t.rel, "obj": t.obj}) + "\n" for t in TRIPLES[:4])
+  )
   return path
 
 
@@ -92,9 +123,20 @@ def test_count_cli(corpus, tmp_path, triples_file, runner):
   with open(triples_file, "a") as f:
     f.write('{"subj": "no object", "rel": "r"}\n')
   out = tmp_path / "out" / "counts.jsonl"
-  result = _run("jaxlab.smi.count", "--triples", str(triples_file), "--out", str(out),
-                "--corpus", os.path.join(os.path.dirname(files[0]), "*"), "--runner", runner,
-                "--workers", "2", "--skip_malformed")
+  result = _run(
+    "jaxlab.smi.count",
+    "--triples",
+    str(triples_file),
+    "--out",
+    str(out),
+    "--corpus",
+    os.path.join(os.path.dirname(files[0]), "*"),
+    "--runner",
+    runner,
+    "--workers",
+    "2",
+    "--skip_malformed",
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"skipped 1 malformed triple rows in {triples_file}" in result.stderr
   assert f"done, {len(docs):,} documents in " in result.stderr
@@ -112,16 +154,26 @@ def test_count_cli_bad_input_is_one_line_exit_2(corpus, tmp_path, triples_file):
   csv = tmp_path / "corpus.csv"
   csv.write_text("text\n")
   cases = [
-      (["--triples", str(bad_triples), "--corpus", files[0]],
-       f"error: {bad_triples}:1: field 'obj' must be a non-empty string, got None"),
-      (["--triples", str(triples_file), "--corpus", str(tmp_path / "none*.txt")],
-       f"error: --corpus: no file matches '{tmp_path}/none*.txt'"),
-      (["--triples", str(triples_file), "--corpus", str(csv)],
-       f"error: {csv}: unknown corpus file type; expected one of .jsonl, .json, .txt, .parquet"),
-      (["--triples", str(triples_file), "--corpus", str(bad_corpus), "--workers", "1"],
-       f"error: {bad_corpus}:2: expected an object with a string 'text' field"),
-      (["--triples", str(triples_file), "--corpus", files[0], "--runner", "spark"],
-       "error: argument --runner: invalid choice: 'spark'"),
+    (
+      ["--triples", str(bad_triples), "--corpus", files[0]],
+      f"error: {bad_triples}:1: field 'obj' must be a non-empty string, got None",
+    ),
+    (
+      ["--triples", str(triples_file), "--corpus", str(tmp_path / "none*.txt")],
+      f"error: --corpus: no file matches '{tmp_path}/none*.txt'",
+    ),
+    (
+      ["--triples", str(triples_file), "--corpus", str(csv)],
+      f"error: {csv}: unknown corpus file type; expected one of .jsonl, .json, .txt, .parquet",
+    ),
+    (
+      ["--triples", str(triples_file), "--corpus", str(bad_corpus), "--workers", "1"],
+      f"error: {bad_corpus}:2: expected an object with a string 'text' field",
+    ),
+    (
+      ["--triples", str(triples_file), "--corpus", files[0], "--runner", "spark"],
+      "error: argument --runner: invalid choice: 'spark'",
+    ),
   ]
   for args, message in cases:
     result = _run("jaxlab.smi.count", "--out", str(out), *args)

@@ -10,7 +10,9 @@ from tests.train.helpers import random_batch, tiny_config
 def _unequal_weights(config, seed=0):
   """random_batch with each row's token weights cut to a different length."""
   batch = random_batch(config, seed)
-  keep = np.arange(config.train.seq_len)[None, :] < (4 + 3 * np.arange(len(batch["inputs"])))[:, None]
+  keep = (
+    np.arange(config.train.seq_len)[None, :] < (4 + 3 * np.arange(len(batch["inputs"])))[:, None]
+  )
   batch["loss_weights"] = batch["loss_weights"] * keep
   return batch
 
@@ -32,9 +34,11 @@ def test_meshes_give_the_same_losses():
   devices = jax.devices()
   assert len(devices) == 8
   results = {}
-  for name, mesh, devs in [("single", dict(data=1, fsdp=1, tensor=1), devices[:1]),
-                           ("data8", dict(data=8, fsdp=1, tensor=1), devices),
-                           ("2x2x2", dict(data=2, fsdp=2, tensor=2), devices)]:
+  for name, mesh, devs in [
+    ("single", dict(data=1, fsdp=1, tensor=1), devices[:1]),
+    ("data8", dict(data=8, fsdp=1, tensor=1), devices),
+    ("2x2x2", dict(data=2, fsdp=2, tensor=2), devices),
+  ]:
     config = tiny_config()
     config.mesh.update(mesh)
     results[name] = _losses(config, devs)
@@ -46,8 +50,11 @@ def test_meshes_give_the_same_losses():
     np.testing.assert_allclose(norms, base_norms, rtol=2e-4, err_msg=name)
     # Adam divides by sqrt of tiny second moments, which amplifies float reassociation on a few
     # elements: parameters agree to a fraction of one learning-rate step (lr = 1e-2).
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=5e-4),
-                 state.params, base_state.params)
+    jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=5e-4),
+      state.params,
+      base_state.params,
+    )
 
 
 def test_2x2x2_mesh_really_shards_parameters():
@@ -72,8 +79,11 @@ def test_gradient_accumulation_matches_the_large_batch(microbatches, make_batch)
   acc_losses, acc_norms, acc_state = _losses(accumulated, devices, make_batch=make_batch)
   np.testing.assert_allclose(acc_losses, big_losses, rtol=2e-5)
   np.testing.assert_allclose(acc_norms, big_norms, rtol=2e-4)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=5e-4),
-               acc_state.params, big_state.params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=5e-4),
+    acc_state.params,
+    big_state.params,
+  )
 
 
 def test_fused_linear_cross_entropy_matches_full_logits():

@@ -12,8 +12,14 @@ import jax
 import numpy as np
 
 from jaxlab.experiments import lm_pretrain
-from tests.train.helpers import (assert_trees_equal, final_state, logged, metric_rows,
-                                 sigterm_after, tiny_config)
+from tests.train.helpers import (
+  assert_trees_equal,
+  final_state,
+  logged,
+  metric_rows,
+  sigterm_after,
+  tiny_config,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,8 +61,14 @@ def test_metrics_files_and_summary(tmp_path):
   rows = metric_rows(workdir)
   assert all("step" in row for row in rows)
   trained = [row for row in rows if "loss" in row]
-  for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time_s",
-              "tflops_per_device"):
+  for key in (
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "tokens_per_s",
+    "step_time_s",
+    "tflops_per_device",
+  ):
     assert all(np.isfinite(row[key]) for row in trained), key
   assert [row["step"] for row in rows if "eval_loss" in row] == [2, 4]
   assert os.listdir(os.path.join(workdir, "tensorboard"))
@@ -79,8 +91,9 @@ def test_log_interval_reports_the_mean_of_its_steps(tmp_path):
 def test_a_finished_run_is_left_as_it_is(tmp_path):
   workdir = str(tmp_path / "run")
   first = lm_pretrain.run(tiny_config(steps=2), workdir, jax.devices()[:1])
-  before = {name: (tmp_path / "run" / name).read_text() for name in ("summary.json",
-                                                                     "metrics.jsonl")}
+  before = {
+    name: (tmp_path / "run" / name).read_text() for name in ("summary.json", "metrics.jsonl")
+  }
   again = lm_pretrain.run(tiny_config(steps=2), workdir, jax.devices()[:1])
   assert again == json.loads(before["summary.json"]) and again["loss"] == first["loss"]
   assert {n: (tmp_path / "run" / n).read_text() for n in before} == before
@@ -112,12 +125,21 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   workdir = tmp_path / "run"
-  command = [sys.executable, "-m", "jaxlab.launch", "--config", "configs/smi_tiny.py:steps=5000",
-             "--workdir", str(workdir), "--config.train.log_every=1",
-             "--config.checkpoint.every=100000"]
+  command = [
+    sys.executable,
+    "-m",
+    "jaxlab.launch",
+    "--config",
+    "configs/smi_tiny.py:steps=5000",
+    "--workdir",
+    str(workdir),
+    "--config.train.log_every=1",
+    "--config.checkpoint.every=100000",
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+  process = subprocess.Popen(
+    command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+  )
   metrics = workdir / "metrics.jsonl"
   deadline = time.time() + 120
   while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
