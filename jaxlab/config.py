@@ -11,11 +11,15 @@ import ast
 import dataclasses
 import difflib
 import importlib.util
+import json
 import os
+import reprlib
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import ml_collections
+
+from jaxlab.cli import write_text_atomic
 
 _Settings = TypeVar("_Settings")
 
@@ -34,10 +38,22 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   module_name = "jaxlab_config_" + os.path.splitext(os.path.basename(path))[0]
   module_spec = importlib.util.spec_from_file_location(module_name, path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f"config file {path}:{e.lineno}: syntax error: {e.msg}") from None
+  except Exception as e:  # a bad import or any error while the file runs
+    raise ConfigError(f"config file {path}: {type(e).__name__}: {_first_line(e)}") from None
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path} defines no get_config(arg)")
-  config = module.get_config(arg) if arg else module.get_config()
+  try:
+    config = module.get_config(arg) if arg else module.get_config()
+  except ConfigError:
+    raise
+  except Exception as e:
+    raise ConfigError(
+      f"config file {path}: get_config failed: {type(e).__name__}: {_first_line(e)}"
+    ) from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"get_config in {path} must return an ml_collections.ConfigDict")
   return config
@@ -58,7 +74,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
         raise ConfigError(f"config argument {key!r} needs a value ({key}=...)")
       parsed[key] = True
     else:
-      parsed[key] = _parse_value(value, defaults[key], key)
+      _set(parsed, key, _parse_value(value, defaults[key], key), value, key)
   return parsed
 
 
@@ -81,7 +97,7 @@ def apply_overrides(
   valid = flat_keys(config)
   for key, raw in overrides:
     parent, leaf = _locate(config, key, valid)
-    parent[leaf] = _parse_value(raw, parent[leaf], key)
+    _set(parent, leaf, _parse_value(raw, parent[leaf], key), raw, key)
 
 
 def _locate(config: ml_collections.ConfigDict, key: str, valid: list[str]):
@@ -105,14 +121,42 @@ def _unknown_key_message(what: str, key: str, valid: Iterable[str]) -> str:
   return f"{what} {key!r}{hint}"
 
 
+# Echoes of user input in error messages: one line (repr escapes newlines) of bounded length.
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+
+
+def _short(value: Any) -> str:
+  return _SHORT_REPR.repr(value)
+
+
+def _literal(raw: str) -> Any:
+  """ast.literal_eval with every way it rejects text as a ValueError: besides ValueError and
+  SyntaxError it raises TypeError (`{[]: 1}`), and RecursionError or MemoryError on deep nesting."""
+  try:
+    return ast.literal_eval(raw)
+  except (SyntaxError, TypeError, RecursionError, MemoryError) as e:
+    raise ValueError(raw) from e
+
+
+def _set(node: ml_collections.ConfigDict, leaf: str, value: Any, raw: str, key: str) -> None:
+  """node[leaf] = value; ConfigDict's own refusals (e.g. a dict literal with dotted keys for a
+  None field) become a one-line ConfigError."""
+  try:
+    node[leaf] = value
+  except (ValueError, TypeError, KeyError, AttributeError) as e:
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise ConfigError(f"config key {key!r} cannot hold {_short(raw)}: {reason}") from None
+
+
 def _parse_value(raw: str, current: Any, key: str) -> Any:
   """Parses `raw` to the type of `current`; None-valued fields take a Python literal or a string."""
   expected = type(current)
   try:
     if current is None:
       try:
-        return ast.literal_eval(raw)
-      except (ValueError, SyntaxError):
+        return _literal(raw)
+      except ValueError:
         return raw
     if isinstance(current, bool):
       lowered = raw.lower()
@@ -128,7 +172,7 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
     if isinstance(current, str):
       return raw
     if isinstance(current, (tuple, list)):
-      value = ast.literal_eval(raw)
+      value = _literal(raw)
       if not isinstance(value, (tuple, list)):
         raise ValueError(raw)
       return expected(value)
@@ -136,14 +180,13 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
     pass
   else:
     raise ConfigError(f"config key {key!r} has unsupported type {expected.__name__}")
-  raise ConfigError(f"config key {key!r} expects {expected.__name__}, got {raw!r}")
+  raise ConfigError(f"config key {key!r} expects {expected.__name__}, got {_short(raw)}")
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Records the resolved config as `workdir/config.json` (what evaluation tools reload)."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  # Atomically: a config.json cut short by an interrupt would make the workdir unreadable.
+  write_text_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
 
 def settings_from_section(
@@ -207,3 +250,61 @@ def check_known_keys(
   for key in flat_keys(section):
     if f"{name}.{key}" not in valid:
       raise ConfigError(_unknown_key_message("unknown config key", f"{name}.{key}", valid))
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else ""
+
+
+# Sections that define what a run is: a workdir's checkpoints only fit a config that agrees on them.
+RUN_IDENTITY = ("experiment", "model", "method", "task", "rule", "data.tokenizer")
+# Model fields that change how a run computes, not what it has learned: free to change on resume.
+RUNTIME_ONLY = (
+  "model.attention_impl",
+  "model.attention_query_block",
+  "model.loss_impl",
+  "model.neuron_impl",
+  "model.remat_policy",
+  "model.dtype",
+)
+
+
+def run_identity_conflicts(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The fields (at most three, `key stored -> new`) where `config` differs from the run already
+  in `workdir` on what defines the run (RUN_IDENTITY); "" when they agree or there is no run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return ""
+  try:
+    with open(path, encoding="utf-8") as f:
+      stored = ml_collections.ConfigDict(json.load(f))
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"{path} is unreadable ({_first_line(e)}); use another --workdir") from None
+  old, new = _identity_values(stored), _identity_values(config)
+  for key in RUNTIME_ONLY:
+    old.pop(key, None)
+    new.pop(key, None)
+  differing = [
+    f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
+    for key in sorted(set(old) | set(new))
+    if _normalized(old.get(key)) != _normalized(new.get(key))
+  ]
+  more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+  return ", ".join(differing[:3]) + more
+
+
+def _identity_values(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  values = {}
+  for key in flat_keys(config):
+    if any(key == p or key.startswith(p + ".") for p in RUN_IDENTITY):
+      node = config
+      for part in key.split("."):
+        node = node[part]
+      values[key] = node
+  return values
+
+
+def _normalized(value: Any) -> Any:
+  """JSON round trips turn tuples into lists."""
+  return list(value) if isinstance(value, tuple) else value

@@ -3,7 +3,10 @@
 
 `config.experiment` names a module in jaxlab/experiments exposing validate(config),
 run(config, workdir) and dry_run(config, workdir). Bad input ends in one line on stderr and exit
-status 2, before anything is written to the workdir.
+status 2, before anything is written to the workdir; a config that conflicts with the run already
+in the workdir is bad input too, so a failing launch never touches an existing run's files. A run
+that diverges (non-finite losses) ends in one line and exit status 3. SIGTERM/SIGINT at any point
+(start-up and compilation included) stop the run cleanly with exit status 0.
 """
 
 from __future__ import annotations
@@ -13,16 +16,31 @@ import json
 import logging as std_logging
 import os
 import pkgutil
+import shutil
+import sys
 from types import ModuleType
 
-import jax
-from absl import app, flags, logging
+import jaxlab  # noqa: F401, I001  (selects the JAX platform before jax is imported)
+from jaxlab.train.preemption import PreemptionGuard
 
-import jaxlab  # noqa: F401  (selects the JAX platform before jax is imported)
-from jaxlab import experiments
-from jaxlab.cli import fail
-from jaxlab.config import ConfigError, apply_overrides, load_config, write_config
-from jaxlab.parallel import distributed
+# Entered before jax loads: a signal during start-up becomes a stop request, not a kill.
+_GUARD = PreemptionGuard().__enter__()
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from jaxlab import experiments  # noqa: E402
+from jaxlab.cli import exit_cleanly_on_interrupt, fail, write_text_atomic  # noqa: E402
+from jaxlab.config import (  # noqa: E402
+  ConfigError,
+  apply_overrides,
+  load_config,
+  run_identity_conflicts,
+  write_config,
+)
+from jaxlab.parallel import distributed  # noqa: E402
+from jaxlab.train.checkpoints import CheckpointError  # noqa: E402
+from jaxlab.train.trainer import DivergedError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Config file, path.py[:arg].")
@@ -85,22 +103,63 @@ def main(argv: list[str]) -> None:
     distributed.initialize(FLAGS.distributed)
   except RuntimeError as e:
     fail(str(e))
+  workdir = FLAGS.workdir
   try:
+    check_workdir(workdir)
     config = load_config(FLAGS.config)
     apply_overrides(config, _overrides)
     module = experiment_module(config.experiment)
     module.validate(config, dry_run=FLAGS.dry_run)
+    conflicts = run_identity_conflicts(config, workdir)
+    if conflicts:
+      raise ConfigError(
+        f"{workdir} holds a run with a different {conflicts}; use another --workdir"
+      )
   except (ConfigError, FileNotFoundError) as e:
     fail(str(e))
-  workdir = FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    write_config(config, workdir)
+  if _GUARD.requested:  # stopped before anything was written
+    print(json.dumps({"preempted": True, "step": 0}))
+    return
+  created = not os.path.exists(workdir)
+  config_path = os.path.join(workdir, "config.json")
+  previous_config = None if created or not os.path.isfile(config_path) else open(config_path).read()
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      write_config(config, workdir)
+  except OSError as e:
+    fail(f"--workdir {workdir}: {e.strerror or e}")
   std_logging.getLogger("jaxlab").info("experiment %s in %s", config.experiment, workdir)
-  result = module.dry_run(config, workdir) if FLAGS.dry_run else module.run(config, workdir)
+  try:
+    result = module.dry_run(config, workdir) if FLAGS.dry_run else module.run(config, workdir)
+  except DivergedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)
+  except (ConfigError, CheckpointError) as e:  # what only the run can see: memory, checkpoints
+    if created:  # a refused run leaves nothing behind
+      shutil.rmtree(workdir, ignore_errors=True)
+    elif previous_config is not None:
+      write_text_atomic(config_path, previous_config)
+    fail(str(e))
   print(json.dumps(result, indent=2, default=str))
 
 
+def check_workdir(workdir: str) -> None:
+  """Raises ConfigError for a workdir that cannot hold a run: a file, or a place where no
+  directory can be created (checked without creating anything)."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ConfigError(f"--workdir {workdir} is a file, not a directory")
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir {workdir}: {parent} is not a writable directory")
+  if os.path.realpath(parent).startswith(("/proc", "/sys")):
+    raise ConfigError(f"--workdir {workdir}: {parent} is a virtual file system")
+
+
+@exit_cleanly_on_interrupt()  # e.g. a second Ctrl-C, which force-quits
 def run() -> None:
   app.run(main, flags_parser=parse_flags)
 

@@ -1,8 +1,12 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import jax
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +44,7 @@ def _launch(*args, timeout=600):
     ),
     (
       ["--config.data.kind=jsonl", "--config.data.train_files=/nonexistent/*.jsonl"],
-      "error: data.train_files: no file matches '/nonexistent/*.jsonl'",
+      "error: data.train_files: glob '/nonexistent/*.jsonl' matches no files",
     ),
     (["--bogus_flag"], "error: Unknown command line flag 'bogus_flag'"),
   ],
@@ -109,3 +113,172 @@ def test_smi_7b_compiles_for_v5p_128_and_fits(tmp_path):
   assert report["num_devices"] == 64 and report["mesh"]["fsdp"] == 64
   assert abs(report["params"] / 7e9 - 1) < 0.03
   assert 0 < report["bytes_per_device"] <= report["hbm_per_device"] and report["fits"]
+
+
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
+    (["--config.train.global_batch=0"], "error: train.global_batch must be at least 1, got 0"),
+    (["--config.train.steps=-5"], "error: train.steps must be at least 1, got -5"),
+    (["--config.optimizer.lr=-1"], "error: optimizer.lr must be positive, got -1.0"),
+    (["--config.train.log_every=0"], "error: train.log_every must be at least 1, got 0"),
+    (["--config.checkpoint.every=0"], "error: checkpoint.every must be at least 1, got 0"),
+    (["--config.train.microbatches=0"], "error: train.microbatches must be at least 1, got 0"),
+  ],
+)
+def test_runtime_only_bad_values_are_one_line_errors(tmp_path, overrides, message):
+  workdir = tmp_path / "run"
+  result = _launch("--config", "configs/smi_tiny.py", "--workdir", str(workdir), *overrides)
+  assert (result.returncode, result.stderr.strip()) == (2, message)
+  assert not workdir.exists()
+
+
+def test_a_workdir_that_cannot_hold_a_run(tmp_path):
+  afile = tmp_path / "a_file"
+  afile.write_text("keep me")
+  result = _launch("--config", "configs/smi_tiny.py", "--workdir", str(afile))
+  assert (result.returncode, result.stderr.strip()) == (
+    2,
+    f"error: --workdir {afile} is a file, not a directory",
+  )
+  assert afile.read_text() == "keep me"
+  result = _launch("--config", "configs/smi_tiny.py", "--workdir", "/proc/jaxlab_run")
+  assert result.returncode == 2 and result.stderr.startswith("error: --workdir /proc/jaxlab_run:")
+  assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+  "source,message",
+  [
+    ("def get_config(:\n", "syntax error"),
+    ("import no_such_module_xyz\n", "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+    ("def get_config():\n  return 1 / 0\n", "get_config failed: ZeroDivisionError"),
+  ],
+)
+def test_a_broken_config_file_is_one_line(tmp_path, source, message):
+  path = tmp_path / "broken.py"
+  path.write_text(source)
+  result = _launch("--config", str(path), "--workdir", str(tmp_path / "run"))
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.startswith(f"error: config file {path}") and message in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_config_that_conflicts_with_the_run_in_the_workdir_touches_nothing(tmp_path):
+  workdir = tmp_path / "run"
+  first = _launch("--config", "configs/smi_tiny.py:steps=2", "--workdir", str(workdir))
+  assert first.returncode == 0, first.stderr[-2000:]
+  before = {p: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()}
+  result = _launch(
+    "--config",
+    "configs/smi_tiny.py:steps=4",
+    "--workdir",
+    str(workdir),
+    "--config.model.d_model=64",
+  )
+  assert (result.returncode, result.stderr.strip()) == (
+    2,
+    f"error: {workdir} holds a run with a different model.d_model 128 -> 64; use another --workdir",
+  )
+  assert {p: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()} == before
+  # A finished run run again is reported and left as it is.
+  again = _launch("--config", "configs/smi_tiny.py:steps=2", "--workdir", str(workdir))
+  assert again.returncode == 0 and "is finished (step 2)" in again.stderr
+  assert (workdir / "summary.json").read_bytes() == before[workdir / "summary.json"]
+
+
+def test_a_diverging_run_stops_with_exit_3_and_writes_no_nan(tmp_path):
+  workdir = tmp_path / "run"
+  result = _launch(
+    "--config",
+    "configs/smi_tiny.py:steps=100",
+    "--workdir",
+    str(workdir),
+    "--config.optimizer.lr=1e6",
+    "--config.train.log_every=5",
+    "--config.checkpoint.every=5",
+  )
+  assert result.returncode == 3, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: training diverged: ") and "Traceback" not in result.stderr
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert sum(row["nonfinite_steps"] for row in rows) >= 5 and rows[-1]["loss"] == "nan"
+  assert not (workdir / "summary.json").exists()
+  assert "NaN" not in (workdir / "metrics.jsonl").read_text()
+  from jaxlab.config import load_config
+  from jaxlab.experiments import lm_pretrain
+  from tests.train.helpers import final_state
+
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved  # the cadence saved while losses were finite or steps were skipped
+  config = load_config(f"{REPO}/configs/smi_tiny.py:steps=100")
+  trainer = lm_pretrain.build_trainer(config, str(workdir), with_data=False)
+  state = final_state(str(workdir), trainer)
+  assert all(bool(np.isfinite(np.asarray(x)).all()) for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize("delay_s", [1.0, 3.0, 6.0])
+def test_sigterm_during_start_up_exits_0_preempted(tmp_path, delay_s):
+  """SIGTERM at some point of start-up (imports, validation, compilation or the first steps)."""
+  workdir = tmp_path / "run"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "jaxlab.launch",
+      "--config",
+      "configs/smi_tiny.py:steps=100000",
+      "--workdir",
+      str(workdir),
+    ],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  time.sleep(delay_s)
+  process.send_signal(signal.SIGTERM)
+  out, err = process.communicate(timeout=300)
+  assert process.returncode == 0, err[-2000:]
+  assert json.loads(out)["preempted"] is True
+  if (workdir / "summary.json").exists():
+    assert json.loads((workdir / "summary.json").read_text())["preempted"] is True
+  assert not [p for p in workdir.rglob(".*") if p.is_file()]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+  "content,overrides,message",
+  [
+    (b"", [], "no documents (the file is empty or has only blank lines)"),
+    (b'{"text": "ok"}\n{"text": \n', [], ":2: malformed JSON"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", [], ":1: binary data, not UTF-8 text"),
+    (b'{"body": "no text field"}\n', [], ":1: no string field 'text'"),
+    (b'{"text": "ok"}\n', ["--config.data.kind=jsnol"], "unknown data.kind 'jsnol'"),
+    (
+      b'{"text": "ok"}\n',
+      ["--config.data.tokenizer.kind=sentencepiece", "--config.data.tokenizer.path={garbage}"],
+      "not a SentencePiece model",
+    ),
+  ],
+)
+def test_bad_data_is_one_line_before_anything_is_written(tmp_path, content, overrides, message):
+  data, garbage = tmp_path / "data.jsonl", tmp_path / "garbage.model"
+  data.write_bytes(content)
+  garbage.write_bytes(bytes(range(256)) * 4)
+  workdir = tmp_path / "run"
+  args = [a.replace("{garbage}", str(garbage)) for a in overrides]
+  result = _launch(
+    "--config",
+    "configs/smi_tiny.py",
+    "--workdir",
+    str(workdir),
+    "--config.data.kind=jsonl",
+    f"--config.data.train_files={data}",
+    "--config.data.eval_files=" + str(data),
+    *args,
+  )
+  assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+  assert len(result.stderr.strip().splitlines()) == 1 and not workdir.exists()

@@ -19,6 +19,7 @@ import jaxlab  # noqa: F401  (selects the JAX platform before jax loads)
 from jaxlab.bench import peer_torch
 from jaxlab.bench.presets import get_preset
 from jaxlab.bench.timing import interleaved_medians, markdown_table
+from jaxlab.cli import exit_cleanly_on_interrupt, write_text_atomic
 
 
 def _device() -> str:
@@ -92,6 +93,7 @@ def _kernels(args) -> dict:
   return {"rows": rows, "columns": list(rows[0]) if rows else []}
 
 
+@exit_cleanly_on_interrupt()
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
     prog="python -m jaxlab.bench", description=__doc__.splitlines()[0]
@@ -119,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
       f"\nratio (jaxlab / transformers throughput): {result['ratio']:.2f} on {result['device']}"
     )
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump({k: v for k, v in result.items() if k != "columns"}, f, indent=2)
+    figures = {k: v for k, v in result.items() if k != "columns"}
+    write_text_atomic(args.out, json.dumps(figures, indent=2))
   return 1 if result.get("failed") else 0
 
 

@@ -10,28 +10,85 @@ from __future__ import annotations
 import abc
 import glob
 import json
-from collections.abc import Sequence
+import os
+import re
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 
 import grain
 import numpy as np
 
+from jaxlab.cli import decode_json
 from jaxlab.data.synthetic_text import MarkovTextGenerator
 
 SOURCE_KINDS = ("synthetic", "jsonl", "text", "array_record")
 
 
 def resolve_globs(patterns: str) -> list[str]:
-  """Files matched by comma-separated globs, sorted within each glob."""
+  """Files matched by comma-separated globs, sorted within each glob (directories skipped)."""
   globs = [p.strip() for p in patterns.split(",") if p.strip()]
   if not globs:
     raise ValueError("no file globs given")
   paths = []
   for pattern in globs:
     matched = sorted(glob.glob(pattern))
-    if not matched:
-      raise ValueError(f"glob {pattern!r} matches no files")
-    paths.extend(matched)
+    files = [path for path in matched if not os.path.isdir(path)]
+    if not files:
+      only_dirs = " (only directories)" if matched else ""
+      raise ValueError(f"glob {pattern!r} matches no files{only_dirs}")
+    paths.extend(files)
   return paths
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+  """`text` with lone surrogates (which JSON's \\ud800 escapes can produce) replaced by U+FFFD,
+  as undecodable bytes are in text files: every document encodes as UTF-8."""
+  return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def nonblank_lines(f: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
+  """(1-based line number, byte offset, line) of each non-blank line of a binary file: the
+  documents of text and JSON Lines files."""
+  offset = 0
+  for line_number, line in enumerate(f, start=1):
+    if line.strip():
+      yield line_number, offset, line
+    offset += len(line)
+
+
+def decode_line(line: bytes, where: str) -> str:
+  """`line` as text; ValueError naming `where` (file:line) for bytes that are not UTF-8 text (a
+  NUL byte counts as binary too, though it is valid UTF-8)."""
+  bad = line.find(b"\0")
+  if bad < 0:
+    try:
+      return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+      bad = e.start
+  raise ValueError(
+    f"{where}: binary data, not UTF-8 text (byte 0x{line[bad]:02x} at column {bad + 1})"
+  )
+
+
+def parse_jsonl_record(line: bytes, where: str, text_field: str) -> str:
+  """The text of one JSON Lines record; one-line ValueError naming `where` (file:line) for a
+  line that is not UTF-8, not JSON, or not an object with a string `text_field`."""
+  # Without a byte-order mark (json.loads(bytes) allows one) or the line end: a line cut short
+  # is then an unterminated string, not a control character in one.
+  text = decode_line(line, where).removeprefix("\ufeff").rstrip("\r\n")
+  try:
+    row = decode_json(text)
+  except json.JSONDecodeError as e:
+    at = "" if e.msg.endswith(" at") else " at"
+    raise ValueError(f"{where}: malformed JSON ({e.msg}{at} column {e.colno})") from None
+  except ValueError as e:
+    raise ValueError(f"{where}: malformed JSON ({e})") from None
+  if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+    raise ValueError(f"{where}: no string field {text_field!r}")
+  return _encodable(row[text_field])
 
 
 class _LineIndex:
@@ -40,14 +97,11 @@ class _LineIndex:
   def __init__(self, path: str):
     self._path = path
     starts, ends, line_numbers = [], [], []
-    offset = 0
     with open(path, "rb") as f:
-      for line_number, line in enumerate(f, start=1):
-        if line.strip():
-          starts.append(offset)
-          ends.append(offset + len(line))
-          line_numbers.append(line_number)
-        offset += len(line)
+      for line_number, offset, line in nonblank_lines(f):
+        starts.append(offset)
+        ends.append(offset + len(line))
+        line_numbers.append(line_number)
     self._starts = np.asarray(starts, dtype=np.int64)
     self._ends = np.asarray(ends, dtype=np.int64)
     self._line_numbers = np.asarray(line_numbers, dtype=np.int64)
@@ -109,13 +163,7 @@ class JsonlSource(_MultiFileSource):
 
   def _document(self, path: str, file: _LineIndex, local_index: int) -> str:
     where = f"{path}:{file.line_number(local_index)}"
-    try:
-      row = json.loads(file[local_index])
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{where}: malformed JSON ({e.msg})") from None
-    if not isinstance(row, dict) or not isinstance(row.get(self._text_field), str):
-      raise ValueError(f"{where}: no string field {self._text_field!r}")
-    return row[self._text_field]
+    return parse_jsonl_record(file[local_index], where, self._text_field)
 
 
 class ArrayRecordSource(_MultiFileSource):
@@ -131,14 +179,16 @@ class ArrayRecordSource(_MultiFileSource):
     if not text.lstrip().startswith("{"):
       return text
     try:
-      row = json.loads(text)
+      row = decode_json(text)
     except json.JSONDecodeError:
       return text  # Plain text that happens to start with "{".
+    except ValueError as e:
+      raise ValueError(f"{path} record {local_index}: JSON object cannot be read ({e})") from None
     if not isinstance(row, dict) or not isinstance(row.get(self._text_field), str):
       raise ValueError(
         f"{path} record {local_index}: JSON object has no string field {self._text_field!r}"
       )
-    return row[self._text_field]
+    return _encodable(row[self._text_field])
 
 
 class SyntheticSource:

@@ -37,15 +37,21 @@ def split_documents(data_cfg: ml_collections.ConfigDict, split: str) -> grain.Ma
 
   documents = source(data_cfg.train_files)
   num_docs = len(documents)
-  if not 0.0 < data_cfg.eval_fraction < 1.0:
-    raise ValueError(f"eval_fraction must be in (0, 1), got {data_cfg.eval_fraction}")
-  num_eval = max(1, round(num_docs * data_cfg.eval_fraction))
-  if num_eval >= num_docs:
-    raise ValueError(f"cannot hold out {num_eval} eval documents from only {num_docs}")
+  num_eval = holdout_size(num_docs, data_cfg.eval_fraction)
   first, count = (0, num_eval) if split == "eval" else (num_eval, num_docs - num_eval)
   return (
     grain.MapDataset.range(count).map(_PermutedIndex(first, num_docs)).map(documents.__getitem__)
   )
+
+
+def holdout_size(num_docs: int, eval_fraction: float) -> int:
+  """Eval documents held out of `num_docs` train documents; ValueError if none would remain."""
+  if not 0.0 < eval_fraction < 1.0:
+    raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+  num_eval = max(1, round(num_docs * eval_fraction))
+  if num_eval >= num_docs:
+    raise ValueError(f"cannot hold out {num_eval} eval documents from only {num_docs}")
+  return num_eval
 
 
 class _PermutedIndex:

@@ -78,7 +78,12 @@ class SentencePieceTokenizer:
   def _load(self) -> None:
     import sentencepiece  # pylint: disable=g-import-not-at-top
 
-    self._processor = sentencepiece.SentencePieceProcessor(model_file=self._path)
+    try:
+      self._processor = sentencepiece.SentencePieceProcessor(model_file=self._path)
+    except (RuntimeError, OSError):  # "INTERNAL: could not parse ModelProto from PATH", ...
+      raise ValueError(
+        f"{self._path}: not a SentencePiece model (sentencepiece cannot parse it)"
+      ) from None
     self.vocab_size = int(self._processor.get_piece_size())
     self.bos_id = int(self._processor.bos_id())
     self.eos_id = int(self._processor.eos_id())
@@ -122,7 +127,11 @@ class HFTokenizer:
   ):
     import tokenizers  # pylint: disable=g-import-not-at-top
 
-    self._tokenizer = tokenizers.Tokenizer.from_file(path)
+    try:
+      self._tokenizer = tokenizers.Tokenizer.from_file(path)
+    except Exception as e:  # the library raises plain Exception for unparsable files
+      reason = (str(e).strip().splitlines() or ["cannot parse it"])[0]
+      raise ValueError(f"{path}: not a Hugging Face tokenizer.json ({reason})") from None
     self.vocab_size = int(self._tokenizer.get_vocab_size(with_added_tokens=True))
     self.bos_id = self._token_id(path, "BOS", bos_token, _HF_BOS_CANDIDATES)
     self.eos_id = self._token_id(path, "EOS", eos_token, _HF_EOS_CANDIDATES)

@@ -7,7 +7,6 @@ the grain pipeline as its data source and a held-out-loss evaluator.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import logging
 import os
@@ -20,8 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxlab.config import ConfigError, check_known_keys, settings_from_section, write_config
+from jaxlab.data.checks import check_data
 from jaxlab.data.pipeline import build_lm_iterator, default_data_config
-from jaxlab.data.tokenizers import build_tokenizer
 from jaxlab.models.transformer import Transformer, TransformerConfig
 from jaxlab.objectives.lm import LanguageModelObjective
 from jaxlab.parallel.mesh import build_mesh, mesh_shape, rules_from_config
@@ -51,6 +50,22 @@ class LMTrainSettings:
   microbatches: int = 1
   log_every: int = 10
   eval_every: int = 100  # 0: at the end only
+  max_nonfinite_steps: int = 5  # consecutive skipped (non-finite) steps that end the run
+
+  def validate(self) -> None:
+    """Raises ValueError (one line) for counts out of range."""
+    for name in (
+      "steps",
+      "global_batch",
+      "seq_len",
+      "microbatches",
+      "log_every",
+      "max_nonfinite_steps",
+    ):
+      if getattr(self, name) < 1:
+        raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+    if self.eval_every < 0:
+      raise ValueError(f"train.eval_every must be >= 0 (0: at the end only), got {self.eval_every}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +108,7 @@ class LMSettings:
       async_checkpoints=self.checkpoint.use_async,
       microbatches=train.microbatches,
       seed=self.seed,
+      max_nonfinite_steps=train.max_nonfinite_steps,
     )
 
   def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
@@ -174,6 +190,8 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     check_known_keys(settings.data, default_data_config(), "data")
     settings.model.validate()
     settings.optimizer.validate()
+    settings.train.validate()
+    settings.checkpoint.validate()
     num_devices = (
       parse_topology(settings.topology).num_chips if settings.topology else jax.device_count()
     )
@@ -209,16 +227,9 @@ def _devices(settings: LMSettings) -> Sequence[jax.Device] | None:
 
 
 def _validate_data(config: ml_collections.ConfigDict) -> None:
-  data = config.data
-  if data.kind != "synthetic":
-    for field in ("train_files", "eval_files"):
-      for pattern in filter(None, data[field].split(",")):
-        if not glob.glob(pattern):
-          raise ConfigError(f"data.{field}: no file matches {pattern!r}")
-    if not data.train_files:
-      raise ConfigError(f"data.kind={data.kind!r} needs data.train_files")
+  """Reads the data files once (jaxlab.data.checks) and checks the tokenizer against the model."""
   try:
-    vocab = build_tokenizer(data.tokenizer).vocab_size
+    vocab = check_data(config.data).vocab_size
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if vocab > config.model.vocab_size:

@@ -11,7 +11,6 @@ same command runs on a pod.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -20,12 +19,12 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxlab.cli import OneLineParser, fail, write_jsonl_atomic
+from jaxlab.cli import OneLineParser, exit_cleanly_on_interrupt, fail, write_jsonl_atomic
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.eval.run_loading import LoadedRun, load_run
 from jaxlab.progress import Progress
 from jaxlab.sampling import left_pad, sample
-from jaxlab.smi.triples import Triple, fill_template, load_templates, load_triples
+from jaxlab.smi.triples import Triple, fill_template, json_lines, load_templates, load_triples
 
 
 def build_prompts(
@@ -115,9 +114,12 @@ def merge_counts(
   """Records {subj, rel, obj, acc, (n_docs, n_subj, n_obj, n_both)} keyed by (subj, rel, obj)."""
   counts = {}
   if counts_path:
-    with open(counts_path, encoding="utf-8") as f:
-      for line in f:
-        row = json.loads(line)
+    with open(counts_path, "rb") as f:
+      for lineno, row in json_lines(f):
+        if isinstance(row, ValueError):
+          raise ValueError(f"{counts_path}:{lineno}: {row}")
+        if not isinstance(row, dict) or not {"subj", "rel", "obj"} <= row.keys():
+          raise ValueError(f"{counts_path}:{lineno}: a counts row needs subj, rel and obj")
         counts[(row["subj"], row["rel"], row["obj"])] = row
   records = []
   for triple, acc in zip(triples, accuracies):
@@ -127,6 +129,7 @@ def merge_counts(
   return records
 
 
+@exit_cleanly_on_interrupt()
 def main(argv: Sequence[str] | None = None) -> int:
   parser = OneLineParser(description="Closed-book QA accuracy per triple.")
   parser.add_argument("--workdir", required=True, help="a jaxlab LM run directory")

@@ -11,12 +11,14 @@ worker processes; the beam runner (count_beam.py) does the same on any Apache Be
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,8 @@ _worker_counter: Any = None
 
 def _init_worker(index: PatternIndex, counter: Any) -> None:
   global _worker_matcher, _worker_counter
+  # Ctrl-C reaches the whole process group: the parent alone handles it and terminates the pool.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   _worker_matcher, _worker_counter = Matcher(index), counter
 
 
@@ -69,6 +73,19 @@ def _count_in_process(index: PatternIndex, files: Sequence[str], progress: Progr
   return total
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+  """SIGINT held back (not lost) in this thread, and blocked in processes started meanwhile."""
+  if not hasattr(signal, "pthread_sigmask"):
+    yield
+    return
+  previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+  try:
+    yield
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _count_in_pool(
   index: PatternIndex, files: Sequence[str], workers: int, progress: Progress
 ) -> np.ndarray:
@@ -77,7 +94,9 @@ def _count_in_pool(
   counter = context.Value("q", 0)
   # Largest files first, one file per task, so the last busy worker is not stuck with a big one.
   files = sorted(files, key=os.path.getsize, reverse=True)
-  with context.Pool(workers, initializer=_init_worker, initargs=(index, counter)) as pool:
+  with _sigint_blocked():  # workers inherit the blocked SIGINT: no traceback from their start-up
+    pool = context.Pool(workers, initializer=_init_worker, initargs=(index, counter))
+  with pool:
     result = pool.map_async(_count_file_in_worker, files, chunksize=1)
     while not result.ready():
       result.wait(1.0)
@@ -158,6 +177,7 @@ def _parse_args(argv: Sequence[str]):
   return parser.parse_args(argv)
 
 
+@cli.exit_cleanly_on_interrupt()
 def main(argv: Sequence[str]) -> None:
   args = _parse_args(argv)
   if args.workers is not None and args.workers < 1:

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from jaxlab.cli import exit_cleanly_on_interrupt
 from jaxlab.smi.count import count_triples, count_triples_naive
 from jaxlab.smi.matcher import Matcher, build_index, rows_from_counts
 from jaxlab.smi.triples import Triple
@@ -129,6 +130,7 @@ def run_benchmark(
   }
 
 
+@exit_cleanly_on_interrupt()
 def main(argv: Sequence[str]) -> None:
   parser = argparse.ArgumentParser(
     prog="python -m jaxlab.smi.count_bench", description=__doc__.split("\n")[0]

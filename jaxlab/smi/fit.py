@@ -21,8 +21,12 @@ import numpy as np
 
 from jaxlab import cli
 from jaxlab.smi.metric import METHODS, VARIANTS, model_size_term, predictors
+from jaxlab.smi.triples import json_lines, short_repr
 
 COUNT_FIELDS = ("n_docs", "n_subj", "n_obj", "n_both")
+# Counts past 2**53 are not exact as floats, and much larger ones underflow the MI formula's
+# probabilities to 0 (a ZeroDivisionError); no corpus has that many documents.
+MAX_COUNT = 2**53
 
 
 def _groups(x: Sequence[float], acc: Sequence[float]) -> dict[float, list[float]]:
@@ -89,11 +93,11 @@ def _check_record(row: Any) -> str | None:
     return "expected a JSON object"
   for key in ("subj", "rel", "obj"):
     if not isinstance(row.get(key), str):
-      return f"field {key!r} must be a string, got {row.get(key)!r}"
+      return f"field {key!r} must be a string, got {short_repr(row.get(key))}"
   for key in COUNT_FIELDS:
     value = row.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-      return f"field {key!r} must be a non-negative integer, got {value!r}"
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+      return f"field {key!r} must be an integer in [0, 2**53], got {short_repr(value)}"
   if (
     row["n_docs"] == 0
     or not row["n_both"] <= min(row["n_subj"], row["n_obj"])
@@ -102,22 +106,16 @@ def _check_record(row: Any) -> str | None:
     return "counts must satisfy n_both <= n_subj, n_obj <= n_docs and n_docs > 0"
   acc = row.get("acc")
   if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
-    return f"field 'acc' must be a number in [0, 1], got {acc!r}"
+    return f"field 'acc' must be a number in [0, 1], got {short_repr(acc)}"
   return None
 
 
 def load_records(path: str) -> list[dict]:
   """Reads count + accuracy records from JSONL; a bad row raises ValueError naming file:line."""
   records = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-      problem = _check_record(row)
+  with open(path, "rb") as f:
+    for lineno, row in json_lines(f):
+      problem = str(row) if isinstance(row, ValueError) else _check_record(row)
       if problem:
         raise ValueError(f"{path}:{lineno}: {problem}")
       records.append(row)
@@ -191,6 +189,7 @@ def _parse_args(argv: Sequence[str]):
   return parser.parse_args(argv)
 
 
+@cli.exit_cleanly_on_interrupt()
 def main(argv: Sequence[str]) -> None:
   args = _parse_args(argv)
   try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
+
+from jaxlab.cli import write_text_atomic
 
 METHODS = ("CO-OCCUR", "MI", "SMI")
 
@@ -17,7 +18,7 @@ def write_figure(results: Sequence[dict[str, Any]], workdir: str, variant: str) 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  from jaxlab.smi.fit import plot_fit
+  from jaxlab.smi.fit import load_records, plot_fit
   from jaxlab.smi.metric import predictors
 
   fig, axes = plt.subplots(1, 1 + len(results), figsize=(4.2 * (1 + len(results)), 3.8))
@@ -32,8 +33,7 @@ def write_figure(results: Sequence[dict[str, Any]], workdir: str, variant: str) 
   )
   axes[0].legend()
   for ax, result in zip(axes[1:], results):
-    with open(os.path.join(workdir, "models", result["size"], "records.jsonl")) as f:
-      records = [json.loads(line) for line in f]
+    records = load_records(os.path.join(workdir, "models", result["size"], "records.jsonl"))
     kept, _, xs = predictors(records, result["params"], variant)
     plot_fit(ax, xs["SMI"], [r["acc"] for r in kept], result["fit"]["methods"]["SMI"], "SMI")
     ax.set(
@@ -74,5 +74,4 @@ def write_markdown(summary: dict[str, Any], path: str) -> None:
     f"Wall time: {summary['wall_time_s']:.0f} s. Figure: smi_scaling.png.",
     "",
   ]
-  with open(path, "w") as f:
-    f.write("\n".join(lines))
+  write_text_atomic(path, "\n".join(lines))

@@ -31,6 +31,7 @@ class EpochTrainSettings:
   eval_batch_size: int = 250
   eval_every: int = 1
   label_smoothing: float = 0.0
+  max_nonfinite_steps: int = 5  # consecutive skipped (non-finite) steps that end the run
 
   def validate(self, checkpoint: CheckpointSettings) -> None:
     """Raises ValueError (one line) for a count below 1."""
@@ -39,7 +40,9 @@ class EpochTrainSettings:
       ("train.batch_size", self.batch_size),
       ("train.eval_batch_size", self.eval_batch_size),
       ("train.eval_every", self.eval_every),
+      ("train.max_nonfinite_steps", self.max_nonfinite_steps),
       ("checkpoint.every", checkpoint.every),
+      ("checkpoint.keep", checkpoint.keep),
     ):
       if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
@@ -90,6 +93,7 @@ def epoch_trainer(
     checkpoint_keep=checkpoint.keep,
     async_checkpoints=checkpoint.use_async,
     seed=seed,
+    max_nonfinite_steps=train.max_nonfinite_steps,
   )
   trainer = Trainer(
     settings,

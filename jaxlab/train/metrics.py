@@ -1,8 +1,10 @@
-"""Metrics sinks: metrics.jsonl and TensorBoard event files."""
+"""Metrics sinks: metrics.jsonl (strict JSON: non-finite values are the strings "nan", "inf",
+"-inf") and TensorBoard event files."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, TextIO
 
@@ -43,10 +45,10 @@ class MetricsWriter:
     if not self.enabled:
       return
     row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
-    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.write(json.dumps(json_safe(row), allow_nan=False) + "\n")
     self._jsonl.flush()
     for key, value in row.items():
-      if key != "step" and isinstance(value, (int, float)):
+      if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
         self._tb.add_scalar(key, value, int(step))
 
   def close(self) -> None:
@@ -62,3 +64,15 @@ def _drop_rows_after(path: str, step: int) -> None:
   kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
   if len(kept) != len(lines):
     write_text_atomic(path, "".join(kept))
+
+
+def json_safe(tree: Any) -> Any:
+  """`tree` with non-finite floats as the strings "nan", "inf" and "-inf", so files stay strict
+  JSON (Python's json would write bare NaN, which other readers reject)."""
+  if isinstance(tree, dict):
+    return {k: json_safe(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [json_safe(v) for v in tree]
+  if isinstance(tree, float) and not math.isfinite(tree):
+    return str(tree)
+  return tree

@@ -3,7 +3,8 @@
 `make_train_step(objective, ...)` returns `step(state, batch) -> (state, metrics)`; the trainer
 jits it with the state's and the batch's shardings and donates the state. Loss, weight and
 metric sums are added over microbatches and divided once by the total weight, so M microbatches
-give exactly the gradient and metrics of the whole batch.
+give exactly the gradient and metrics of the whole batch. A step whose loss or gradient norm is
+not finite changes nothing but the step count (metric `nonfinite` = 1).
 """
 
 from __future__ import annotations
@@ -101,17 +102,26 @@ def make_train_step(
       )
     denominator = jnp.maximum(weight_sum, 1e-9)
     grads = jax.tree.map(lambda g: g / denominator, grads)
+    loss, grad_norm = loss_sum / denominator, optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # A non-finite loss or gradient is never applied: the step keeps the old parameters,
+    # optimizer and model state (the data still moves on), and reports itself as skipped.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     metrics = {
-      "loss": loss_sum / denominator,
-      "grad_norm": optax.tree.norm(grads),
+      "loss": loss,
+      "grad_norm": grad_norm,
       "learning_rate": schedule(state.step),
       "weight": weight_sum,
+      "nonfinite": 1.0 - finite.astype(jnp.float32),
       **_divide(metric_sums, denominator),
     }
     return state.replace(
-      step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+      step=state.step + 1,
+      params=keep(params, state.params),
+      opt_state=keep(opt_state, state.opt_state),
+      model_state=keep(model_state, state.model_state),
     ), metrics
 
   return step

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from jaxlab.cli import write_text_atomic
+from jaxlab.config import ConfigError
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.data.source import Batch, DataSource
 from jaxlab.objectives.base import Objective
@@ -41,7 +42,7 @@ from jaxlab.progress import Progress
 from jaxlab.train import state as state_lib
 from jaxlab.train.checkpoints import Checkpointer
 from jaxlab.train.flops import peak_flops_per_device
-from jaxlab.train.metrics import MetricsWriter
+from jaxlab.train.metrics import MetricsWriter, json_safe
 from jaxlab.train.preemption import PreemptionGuard
 from jaxlab.train.step import evaluation_metrics, make_eval_step, make_train_step
 
@@ -63,6 +64,53 @@ class TrainerSettings:
   async_checkpoints: bool = True
   microbatches: int = 1
   seed: int = 0
+  max_nonfinite_steps: int = 5  # consecutive skipped steps that end the run (DivergedError)
+
+
+class DivergedError(RuntimeError):
+  """Too many consecutive steps had a non-finite loss or gradient (the message is one line)."""
+
+
+def interval_means(step_metrics: list[dict[str, Any]]) -> Metrics:
+  """Each metric's mean over the finite steps of a log interval (NaN if none was finite), and
+  `nonfinite_steps`, how many steps were skipped."""
+  finite = [m for m in step_metrics if not m["nonfinite"]]
+  means = {
+    k: float(np.mean([m[k] for m in finite])) if finite else float("nan")
+    for k in step_metrics[0]
+    if k != "nonfinite"
+  }
+  return {**means, "nonfinite_steps": len(step_metrics) - len(finite)}
+
+
+def check_fits(bytes_per_device: int, mesh: jax.sharding.Mesh) -> None:
+  """Raises ConfigError (one line) when the compiled step cannot fit the devices' memory; on CPU
+  the local devices share the host's available memory."""
+  device = mesh.devices.flat[0]
+  stats = device.memory_stats() if device.platform != "cpu" else None
+  if stats and "bytes_limit" in stats:
+    need, have, where = bytes_per_device, stats["bytes_limit"], f"each {device.device_kind}"
+  else:
+    local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    need, have, where = bytes_per_device * local, host_available_bytes(), "this host"
+  if have is not None and need > have:
+    raise ConfigError(
+      f"the train step needs {need / 2**30:,.1f} GiB but {where} has {have / 2**30:,.1f} GiB: "
+      "size it with --dry_run (--config.topology=v5p-128 for a TPU slice), use a smaller "
+      "preset, or run on a pod (launch/tpu_pod.sh, launch/slurm_gpu.sbatch)"
+    )
+
+
+def host_available_bytes() -> int | None:
+  """MemAvailable from /proc/meminfo (None where there is no such file)."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    return None
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,12 +287,16 @@ class Trainer:
       )
       latest = checkpointer.latest_step()
       if latest is not None and latest >= total and os.path.isfile(summary_path):
+        logger.info(
+          "the run in %s is finished (step %d); summary.json left as it is", self.workdir, latest
+        )
         checkpointer.close()
         with open(summary_path) as f:
           return json.load(f)
-      state = self._restore_or_init(checkpointer)
       logger.info("model: %s parameters", f"{self.num_params():,}")
       compiled = self.compile()
+      check_fits(self.bytes_per_device, self.mesh)  # before anything is allocated
+      state = self._restore_or_init(checkpointer)
       start = int(state.step)
       writer = MetricsWriter(self.workdir, enabled=self.is_main, after_step=start)
       progress = Progress(total, initial=start, enabled=self.is_main)
@@ -252,7 +304,7 @@ class Trainer:
       pending: list[dict[str, jax.Array]] = []  # step metrics since the last log, on device
       interval_start, interval_steps = time.perf_counter(), 0
       preempted = guard.requested  # a signal during start-up: stop before training
-      step = start
+      step, nonfinite_streak = start, 0
       with mesh_context(self.mesh, self.rules):
         while step < total and not preempted:
           batch = to_global_batch(next(self.data), self.batch_sharding)
@@ -264,12 +316,17 @@ class Trainer:
           is_last = step == total or preempted
           logged: Metrics = {}
           if step % self.settings.log_every == 0 or is_last:
-            logged = {
-              k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]
-            }
+            fetched = jax.device_get(pending)
             step_time = (time.perf_counter() - interval_start) / interval_steps
-            logged.update(step_time_s=step_time, **self._throughput_metrics(step_time))
+            logged = {**interval_means(fetched), "step_time_s": step_time}
+            logged.update(self._throughput_metrics(step_time))
             pending = []
+            for m in fetched:
+              nonfinite_streak = nonfinite_streak + 1 if m["nonfinite"] else 0
+            if nonfinite_streak >= self.settings.max_nonfinite_steps:
+              writer.write(step, logged)
+              progress.update(step, logged)
+              break
           if not preempted:
             for hook in self._hooks:
               if hook.due(step, is_last):
@@ -289,6 +346,12 @@ class Trainer:
       self.data.close()
       progress.close()
       writer.close()
+    if nonfinite_streak >= self.settings.max_nonfinite_steps:
+      raise DivergedError(
+        f"training diverged: {nonfinite_streak} consecutive steps up to step {step} had a "
+        f"non-finite loss or gradient and were skipped; the checkpoints in {self.workdir} "
+        "hold only finite parameters"
+      )
     summary = {
       "step": step,
       "total_steps": total,
@@ -302,5 +365,5 @@ class Trainer:
       **last,
     }
     if self.is_main:
-      write_text_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+      write_text_atomic(summary_path, json.dumps(json_safe(summary), indent=2) + "\n")
     return summary

@@ -136,3 +136,18 @@ def test_cli_end_to_end_and_bad_input(run_dir, tmp_path):
     and "no config.json" in bad.stderr
   )
   assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+  "text,message",
+  [
+    ('{"subj": "Mizu"\n', "counts.jsonl:1: "),
+    ('{"subj": "Mizu", "rel": "born"}\n', "counts.jsonl:1: a counts row needs subj, rel and obj"),
+  ],
+)
+def test_bad_counts_rows_are_one_line_errors(tmp_path, text, message):
+  path = tmp_path / "counts.jsonl"
+  path.write_text(text)
+  with pytest.raises(ValueError, match=message) as error:
+    merge_counts(TRIPLES, [0.5, 0.25], str(path))
+  assert "\n" not in str(error.value)

@@ -1,8 +1,10 @@
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -180,3 +182,66 @@ def test_count_cli_bad_input_is_one_line_exit_2(corpus, tmp_path, triples_file):
     assert result.returncode == 2, (args, result.stderr)
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
     assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def _child_pids(pid: int) -> list[int]:
+  """Processes whose parent is `pid`, read from /proc."""
+  children = []
+  for entry in os.listdir("/proc"):
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        stat = f.read()
+    except (OSError, ValueError):
+      continue
+    if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+      children.append(int(entry))
+  return children
+
+
+def _running(pid: int) -> bool:
+  """Whether `pid` exists and has not exited (a zombie waiting for its reaper has)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds worker processes in /proc")
+def test_count_cli_ctrl_c_is_one_line_exit_130(tmp_path, triples_file):
+  # ~100 MB over 4 files: about 6 s of counting on 2 workers, far longer than the wait below.
+  rng = random.Random(0)
+  block = "".join(
+    json.dumps({"text": " ".join(rng.choices(WORDS, k=40))}) + "\n" for _ in range(1000)
+  )
+  for k in range(4):
+    (tmp_path / f"part{k}.jsonl").write_text(block * 100, encoding="utf-8")
+  out = tmp_path / "counts.jsonl"
+  args = ["--triples", str(triples_file), "--corpus", str(tmp_path / "part*.jsonl")]
+  process = subprocess.Popen(
+    [sys.executable, "-m", "jaxlab.smi.count", *args, "--out", str(out), "--workers", "2"],
+    cwd=REPO,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    start_new_session=True,  # its own process group, as a shell job: Ctrl-C reaches every process
+  )
+  try:
+    # Counting has started once the worker pool exists (resource tracker + 2 workers).
+    deadline = time.monotonic() + 60
+    while len(_child_pids(process.pid)) < 3 and process.poll() is None:
+      assert time.monotonic() < deadline, "the worker pool never started"
+      time.sleep(0.05)
+    workers = _child_pids(process.pid)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = process.communicate(timeout=60)
+  finally:
+    if process.poll() is None:
+      process.kill()
+    for path in tmp_path.glob("part*.jsonl"):
+      path.unlink()
+  assert (process.returncode, stderr) == (130, "interrupted\n")
+  assert sorted(os.listdir(tmp_path)) == ["triples.jsonl"]  # no output, no temporary file
+  assert not [pid for pid in workers if _running(pid)]  # no worker left behind

@@ -97,3 +97,24 @@ def test_fused_linear_cross_entropy_matches_full_logits():
   fused_losses, fused_norms, _ = _losses(fused, devices)
   np.testing.assert_allclose(fused_losses, full_losses, rtol=1e-5)
   np.testing.assert_allclose(fused_norms, full_norms, rtol=1e-4)
+
+
+def test_a_non_finite_step_changes_nothing_but_the_step_count():
+  config = tiny_config()
+  trainer = build_trainer(config, "", jax.devices()[:1], with_data=False)
+  step = trainer.compile()
+  state = trainer.create_state()
+  before = jax.device_get((state.params, state.opt_state))
+  batch = random_batch(config)
+  batch["loss_weights"] = batch["loss_weights"].copy()
+  batch["loss_weights"][0, 0] = np.nan
+  state, metrics = step(state, to_global_batch(batch, trainer.batch_sharding))
+  assert float(metrics["nonfinite"]) == 1.0 and int(state.step) == 1
+  jax.tree.map(
+    np.testing.assert_array_equal, jax.device_get((state.params, state.opt_state)), before
+  )
+  # The skipped step did not advance the optimizer's own count (its warm-up starts at lr 0).
+  for _ in range(2):
+    state, metrics = step(state, to_global_batch(random_batch(config), trainer.batch_sharding))
+    assert float(metrics["nonfinite"]) == 0.0
+  assert not np.array_equal(jax.device_get(state.params["embedding"]), before[0]["embedding"])

@@ -10,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from jaxlab.experiments import lm_pretrain
 from tests.train.helpers import (
@@ -151,3 +152,43 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert summary["preempted"] and 3 <= summary["step"] < 5000
   steps = [int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()]
   assert steps == [summary["step"]]
+
+
+def test_memory_preflight_refuses_a_step_that_cannot_fit(tmp_path, monkeypatch):
+  from jaxlab.config import ConfigError
+  from jaxlab.train import trainer as trainer_lib
+
+  monkeypatch.setattr(trainer_lib, "host_available_bytes", lambda: 2**20)  # a 1 MiB host
+  trainer = lm_pretrain.build_trainer(tiny_config(), str(tmp_path / "run"), jax.devices()[:1])
+  with pytest.raises(
+    ConfigError,
+    match=r"the train step needs [\d.]+ GiB but this host has "
+    r"0\.0 GiB: size it with --dry_run",
+  ) as error:
+    trainer.run()
+  assert "\n" not in str(error.value)
+  assert not (tmp_path / "run" / "checkpoints").exists() or not os.listdir(
+    tmp_path / "run" / "checkpoints"
+  )
+
+
+def test_interval_means_leave_out_skipped_steps():
+  from jaxlab.train.trainer import interval_means
+
+  steps = [
+    {"loss": 2.0, "nonfinite": 0.0},
+    {"loss": float("nan"), "nonfinite": 1.0},
+    {"loss": 4.0, "nonfinite": 0.0},
+  ]
+  assert interval_means(steps) == {"loss": 3.0, "nonfinite_steps": 1}
+  only_bad = interval_means([{"loss": float("inf"), "nonfinite": 1.0}])
+  assert np.isnan(only_bad["loss"]) and only_bad["nonfinite_steps"] == 1
+
+
+def test_metrics_and_summaries_are_strict_json():
+  from jaxlab.train.metrics import json_safe
+
+  row = {"loss": float("nan"), "hi": float("inf"), "lo": -float("inf"), "ok": 1.5, "n": [1.0]}
+  assert json.dumps(json_safe(row), allow_nan=False) == (
+    '{"loss": "nan", "hi": "inf", "lo": "-inf", "ok": 1.5, "n": [1.0]}'
+  )
