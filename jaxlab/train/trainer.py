@@ -304,7 +304,7 @@ class Trainer:
       pending: list[dict[str, jax.Array]] = []  # step metrics since the last log, on device
       interval_start, interval_steps = time.perf_counter(), 0
       preempted = guard.requested  # a signal during start-up: stop before training
-      step, nonfinite_streak = start, 0
+      step, nonfinite_streak, diverged = start, 0, False
       with mesh_context(self.mesh, self.rules):
         while step < total and not preempted:
           batch = to_global_batch(next(self.data), self.batch_sharding)
@@ -323,11 +323,8 @@ class Trainer:
             pending = []
             for m in fetched:
               nonfinite_streak = nonfinite_streak + 1 if m["nonfinite"] else 0
-            if nonfinite_streak >= self.settings.max_nonfinite_steps:
-              writer.write(step, logged)
-              progress.update(step, logged)
-              break
-          if not preempted:
+            diverged = nonfinite_streak >= self.settings.max_nonfinite_steps
+          if not (preempted or diverged):
             for hook in self._hooks:
               if hook.due(step, is_last):
                 logged.update(hook.fn(state, step) or {})
@@ -336,6 +333,8 @@ class Trainer:
             writer.write(step, logged)
             progress.update(step, logged)
             interval_start, interval_steps = time.perf_counter(), 0
+          if diverged:  # nothing more is saved: the checkpoints keep their finite parameters
+            break
           if step % self.settings.checkpoint_every == 0 or is_last:
             checkpointer.save(step, state, self.data.get_state())
       if step == start and step == total:  # restored a finished run whose summary was lost
@@ -346,7 +345,7 @@ class Trainer:
       self.data.close()
       progress.close()
       writer.close()
-    if nonfinite_streak >= self.settings.max_nonfinite_steps:
+    if diverged:
       raise DivergedError(
         f"training diverged: {nonfinite_streak} consecutive steps up to step {step} had a "
         f"non-finite loss or gradient and were skipped; the checkpoints in {self.workdir} "

@@ -4,7 +4,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -209,13 +208,10 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds worker processes in /proc")
 def test_count_cli_ctrl_c_is_one_line_exit_130(tmp_path, triples_file):
-  # ~100 MB over 4 files: about 6 s of counting on 2 workers, far longer than the wait below.
-  rng = random.Random(0)
-  block = "".join(
-    json.dumps({"text": " ".join(rng.choices(WORDS, k=40))}) + "\n" for _ in range(1000)
-  )
-  for k in range(4):
-    (tmp_path / f"part{k}.jsonl").write_text(block * 100, encoding="utf-8")
+  # The corpus is a named pipe this test writes a few documents into and keeps open: a worker
+  # blocks reading it, so counting is still going on whenever Ctrl-C arrives (no timing race).
+  fifo = tmp_path / "part0.jsonl"
+  os.mkfifo(fifo)
   out = tmp_path / "counts.jsonl"
   args = ["--triples", str(triples_file), "--corpus", str(tmp_path / "part*.jsonl")]
   process = subprocess.Popen(
@@ -227,21 +223,18 @@ def test_count_cli_ctrl_c_is_one_line_exit_130(tmp_path, triples_file):
     text=True,
     start_new_session=True,  # its own process group, as a shell job: Ctrl-C reaches every process
   )
+  writer = open(fifo, "w", encoding="utf-8")  # returns once a worker has opened the pipe
   try:
-    # Counting has started once the worker pool exists (resource tracker + 2 workers).
-    deadline = time.monotonic() + 60
-    while len(_child_pids(process.pid)) < 3 and process.poll() is None:
-      assert time.monotonic() < deadline, "the worker pool never started"
-      time.sleep(0.05)
+    writer.write(json.dumps({"text": " ".join(WORDS)}) + "\n")
+    writer.flush()
     workers = _child_pids(process.pid)
-    time.sleep(0.5)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, stderr = process.communicate(timeout=60)
   finally:
+    writer.close()
     if process.poll() is None:
       process.kill()
-    for path in tmp_path.glob("part*.jsonl"):
-      path.unlink()
+    fifo.unlink()
   assert (process.returncode, stderr) == (130, "interrupted\n")
   assert sorted(os.listdir(tmp_path)) == ["triples.jsonl"]  # no output, no temporary file
   assert not [pid for pid in workers if _running(pid)]  # no worker left behind
