@@ -4,8 +4,9 @@ An objective maps (parameters, mutable model state, frozen state, batch, rng) to
 of *sums*: the weighted loss, the total weight, and metric sums. The step adds sums over
 microbatches and data shards and divides once, so a batch split any way gives the same gradient
 and the same metrics. Metrics are divided by the same total weight (a count of correct examples
-becomes an accuracy). Mutable state (BatchNorm statistics) comes back updated; frozen state (a
-reference model's parameters for DPO or PPO) is read only and never differentiated.
+becomes an accuracy). Mutable state (BatchNorm statistics) comes back updated; frozen state (such
+as the reference model a preference objective compares against; none exists yet) is read only
+and never differentiated.
 """
 
 from __future__ import annotations

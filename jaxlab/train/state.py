@@ -14,7 +14,7 @@ import optax
 PyTree = Any
 # rng -> {"params": ..., other collections (e.g. "batch_stats"): ...}, possibly logically boxed
 InitVariables = Callable[[jax.Array], dict[str, PyTree]]
-# initial params -> frozen state (e.g. a DPO reference model); {} when an objective needs none
+# initial params -> frozen state (e.g. a reference model); {} when an objective needs none
 InitFrozen = Callable[[PyTree], PyTree]
 
 

@@ -4,6 +4,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -229,9 +230,12 @@ def test_count_cli_ctrl_c_is_one_line_exit_130(tmp_path, triples_file):
     writer.flush()
     workers = _child_pids(process.pid)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    time.sleep(1.0)
+    writer.close()  # end of the pipe: nothing is left blocked on it once the count stops
     _, stderr = process.communicate(timeout=60)
   finally:
-    writer.close()
+    if not writer.closed:
+      writer.close()
     if process.poll() is None:
       process.kill()
     fifo.unlink()
