@@ -223,6 +223,9 @@ def test_count_cli_ctrl_c_is_one_line_exit_130(tmp_path, triples_file):
     stderr=subprocess.PIPE,
     text=True,
     start_new_session=True,  # its own process group, as a shell job: Ctrl-C reaches every process
+    # A shell's background jobs start with SIGINT ignored (so may this test): give the command
+    # the default disposition a terminal's foreground job has.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
   writer = open(fifo, "w", encoding="utf-8")  # returns once a worker has opened the pipe
   try:
