@@ -1,8 +1,8 @@
 """Batched autoregressive sampling with the KV cache: one jitted prefill + `while_loop` decode.
 
-Used by CBQA evaluation (sampling-based training, e.g. SCIR or TL-Training's PPO stage, is
-planned, not implemented). Prompts are left-padded so every row's last prompt token sits in the
-same cache slot and all rows decode in lockstep; padding has segment id 0 and is never
+Used by CBQA evaluation, SCIR's self-rewarding rounds and tool-use evaluation. Prompts are
+left-padded so every row's last prompt token sits in the same cache slot and all rows decode in
+lockstep; padding has segment id 0 and is never
 attended, and RoPE positions restart at 0 on each row's first real token, so a row's samples do
 not depend on how much padding its batch needed. Everything runs on device: the loop stops as soon
 as every row has emitted EOS. Temperature and top-p are traced, so sweeping them does not recompile.

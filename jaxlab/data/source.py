@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -19,6 +19,22 @@ class DataSource(Protocol):
   """
 
   def __next__(self) -> Batch: ...
+
+  def get_state(self) -> dict[str, Any]: ...
+
+  def set_state(self, state: dict[str, Any]) -> None: ...
+
+  def close(self) -> None: ...
+
+
+@runtime_checkable
+class PolicySource(Protocol):
+  """A data source whose batches depend on the parameters being trained (on-policy rollouts):
+  the trainer hands it the current train state instead of calling `next`. Its position
+  (`get_state`) must make resumed runs continue as uninterrupted ones would, e.g. by deriving
+  its sampling keys from the state's step."""
+
+  def next_for(self, state: Any) -> Batch: ...
 
   def get_state(self) -> dict[str, Any]: ...
 

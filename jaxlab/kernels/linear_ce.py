@@ -2,7 +2,7 @@
 
 `fused_linear_cross_entropy(hidden, head, targets, weights)` returns the weighted loss sum, the
 weight sum and every token's log-probability of its target (for sequence-level objectives such
-as DPO or PPO, none implemented yet), with gradients for hidden, head and weights (the
+as DPO and SCIR), with gradients for hidden, head and weights (the
 log-probabilities are differentiable too). Implementations:
   TPU: Mosaic kernels (`linear_ce_tpu`): logits live only as VMEM tiles.
   GPU and CPU: `chunked_*`, a vocabulary-chunked XLA loop whose matmuls go to cuBLAS / Eigen;

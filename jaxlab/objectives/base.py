@@ -5,7 +5,7 @@ of *sums*: the weighted loss, the total weight, and metric sums. The step adds s
 microbatches and data shards and divides once, so a batch split any way gives the same gradient
 and the same metrics. Metrics are divided by the same total weight (a count of correct examples
 becomes an accuracy). Mutable state (BatchNorm statistics) comes back updated; frozen state (such
-as the reference model a preference objective compares against; none exists yet) is read only
+as the reference model DPO and SCIR compare against) is read only
 and never differentiated.
 """
 

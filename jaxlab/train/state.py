@@ -102,11 +102,7 @@ def state_shardings(
     is_leaf=lambda x: isinstance(x, (jax.sharding.Sharding, optax.MaskedNode)),
   )
   abstract_frozen = jax.eval_shape(init_frozen, abstract_params)
-  frozen_sharding = (
-    params_sharding
-    if jax.tree.structure(abstract_frozen) == jax.tree.structure(abstract_params)
-    else jax.tree.map(lambda _: replicated(mesh), abstract_frozen)
-  )
+  frozen_sharding = _frozen_shardings(abstract_frozen, abstract_params, params_sharding, mesh)
   scalar = jax.ShapeDtypeStruct((), jnp.int32)
   abstract = TrainState(
     step=scalar,
@@ -127,6 +123,30 @@ def state_shardings(
   return abstract, shardings
 
 
+def _frozen_shardings(
+  abstract_frozen: PyTree, abstract_params: PyTree, params_sharding: PyTree, mesh: jax.sharding.Mesh
+) -> PyTree:
+  """Every subtree of the frozen state shaped like the parameters (a reference model, or a dict
+  of several) is sharded like them; anything else is replicated."""
+  if jax.tree.structure(abstract_frozen) == jax.tree.structure(abstract_params):
+    return params_sharding
+  if isinstance(abstract_frozen, dict):
+    return {
+      key: _frozen_shardings(value, abstract_params, params_sharding, mesh)
+      for key, value in abstract_frozen.items()
+    }
+  return jax.tree.map(lambda _: replicated(mesh), abstract_frozen)
+
+
+@flax.struct.dataclass
+class StartingWeights:
+  """Trained weights a run starts from instead of a fresh init: the parameters and, optionally,
+  the frozen state (e.g. reference models); arrays, placed onto the state's shardings."""
+
+  params: PyTree
+  frozen: PyTree = None
+
+
 def with_shardings(abstract: PyTree, shardings: PyTree) -> PyTree:
   """ShapeDtypeStructs that carry their sharding (what lower() and orbax restore want)."""
   return jax.tree.map(
@@ -140,19 +160,30 @@ def create_state(
   tx: optax.GradientTransformation,
   seed: int,
   shardings: TrainState,
+  start: StartingWeights | None = None,
 ) -> TrainState:
-  """Initializes the variables, frozen and optimizer state directly into their shardings."""
+  """Initializes the variables, frozen and optimizer state directly into their shardings; with
+  `start`, its parameters (and frozen state, when given) replace the fresh ones. They enter the
+  jitted init as arguments, never as constants baked into the program."""
+  if start is not None:
+    start = StartingWeights(
+      params=jax.device_put(start.params, shardings.params),
+      frozen=None if start.frozen is None else jax.device_put(start.frozen, shardings.frozen),
+    )
 
-  def init(rng):
+  def init(rng, start):
     params_rng, state_rng = jax.random.split(rng)
     params, model_state = _split(nn.unbox(init_variables(params_rng)))
+    if start is not None:
+      params = start.params
+    frozen = init_frozen(params) if start is None or start.frozen is None else start.frozen
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       opt_state=tx.init(params),
       rng=state_rng,
       model_state=model_state,
-      frozen=init_frozen(params),
+      frozen=frozen,
     )
 
-  return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(seed))
+  return jax.jit(init, out_shardings=shardings)(jax.random.PRNGKey(seed), start)

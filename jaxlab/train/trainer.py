@@ -34,7 +34,7 @@ import optax
 from jaxlab.cli import write_text_atomic
 from jaxlab.config import ConfigError
 from jaxlab.data.global_batch import to_global_batch
-from jaxlab.data.source import Batch, DataSource
+from jaxlab.data.source import Batch, DataSource, PolicySource
 from jaxlab.objectives.base import Objective
 from jaxlab.parallel.mesh import batch_sharding, mesh_context
 from jaxlab.parallel.topology import compiled_memory_per_device
@@ -122,6 +122,7 @@ class Program:
   tx: optax.GradientTransformation
   schedule: optax.Schedule
   init_frozen: state_lib.InitFrozen = state_lib.no_frozen_state
+  start: state_lib.StartingWeights | None = None  # trained weights instead of a fresh init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +238,15 @@ class Trainer:
       )
     return compiled
 
+  def latest_params(self) -> Any:
+    """The parameters in the workdir's latest checkpoint (a finished run's weights, for the next
+    stage of a multi-stage study), on this trainer's shardings."""
+    checkpointer = Checkpointer(self.workdir)
+    try:
+      return checkpointer.restore_params(self.abstract_state_with_shardings().params)
+    finally:
+      checkpointer.close()
+
   def num_params(self) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.abstract_state.params))
 
@@ -259,6 +269,7 @@ class Trainer:
         self.program.tx,
         self.settings.seed,
         self.state_sharding,
+        self.program.start,
       )
 
   def _throughput_metrics(self, step_time: float) -> Metrics:
@@ -307,7 +318,10 @@ class Trainer:
       step, nonfinite_streak, diverged = start, 0, False
       with mesh_context(self.mesh, self.rules):
         while step < total and not preempted:
-          batch = to_global_batch(next(self.data), self.batch_sharding)
+          local = (
+            self.data.next_for(state) if isinstance(self.data, PolicySource) else next(self.data)
+          )
+          batch = to_global_batch(local, self.batch_sharding)
           state, metrics = compiled(state, batch)
           step += 1
           pending.append(metrics)

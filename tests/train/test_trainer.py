@@ -18,6 +18,7 @@ from tests.train.helpers import (
   final_state,
   logged,
   metric_rows,
+  random_batch,
   sigterm_after,
   tiny_config,
 )
@@ -192,3 +193,33 @@ def test_metrics_and_summaries_are_strict_json():
   assert json.dumps(json_safe(row), allow_nan=False) == (
     '{"loss": "nan", "hi": "inf", "lo": "-inf", "ok": 1.5, "n": [1.0]}'
   )
+
+
+class _StepEchoSource:
+  """A policy source: each batch is drawn for the state it is handed (as rollouts would be)."""
+
+  def __init__(self, config):
+    self.config, self.seen = config, []
+
+  def next_for(self, state):
+    self.seen.append((int(state.step), float(jax.tree.leaves(state.params)[0].sum())))
+    return random_batch(self.config, seed=int(state.step))
+
+  def get_state(self):
+    return {}
+
+  def set_state(self, state):
+    del state
+
+  def close(self):
+    pass
+
+
+def test_a_policy_source_sees_every_updated_state(tmp_path):
+  config = tiny_config(steps=4)
+  trainer = lm_pretrain.build_trainer(config, str(tmp_path), jax.devices()[:1], with_data=False)
+  trainer.data = source = _StepEchoSource(config)
+  trainer.run()
+  assert [step for step, _ in source.seen] == [0, 1, 2, 3]
+  # The parameters moved between calls (the first update has learning rate 0: warm-up).
+  assert len({total for _, total in source.seen[1:]}) == 3
