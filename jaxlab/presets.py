@@ -73,3 +73,28 @@ def smi_llama_config(
   config.data.update(kind="jsonl", train_files="")
   config.data.tokenizer.update(kind="sentencepiece", path="")
   return config
+
+
+def scir_config(**model_overrides) -> ml_collections.ConfigDict:
+  """A complete `scir` study config (jaxlab.experiments.scir); sections default to the
+  settings dataclasses' defaults."""
+  from jaxlab.experiments import scir_settings as scir
+  from jaxlab.objectives.scir import SCIRSettings
+
+  config = ml_collections.ConfigDict()
+  config.experiment = "scir"
+  config.seeds = (0, 1, 2)
+  config.methods = scir.METHODS
+  config.model = model_config(**model_overrides)
+  config.task = section_defaults(scir.TaskSettings)
+  config.start = section_defaults(scir.StartSettings)
+  config.judge = section_defaults(scir.JudgeSettings)
+  config.rounds = section_defaults(scir.RoundSettings)
+  config.scir = section_defaults(SCIRSettings)
+  config.optimizer = section_defaults(AdamWSettings)
+  config.optimizer.update(warmup_steps=10, weight_decay=0.0)
+  config.checkpoint = section_defaults(CheckpointSettings)
+  config.mesh = default_mesh_config()
+  config.logical_axis_rules = default_logical_rules()
+  config.topology = ""
+  return config
