@@ -24,7 +24,7 @@ from jaxlab.data.pipeline import build_lm_iterator, default_data_config
 from jaxlab.models.transformer import Transformer, TransformerConfig
 from jaxlab.objectives.lm import LanguageModelObjective
 from jaxlab.parallel.mesh import build_mesh, mesh_shape, rules_from_config
-from jaxlab.parallel.topology import parse_topology, topology_devices
+from jaxlab.parallel.topology import fit_report, parse_topology, topology_devices
 from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.flops import train_flops_per_token
 from jaxlab.train.optimizer import AdamWSettings, build_optimizer
@@ -269,13 +269,7 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     "seq_len": settings.train.seq_len,
     "compile_s": round(time.perf_counter() - started, 2),
   }
-  if settings.topology:
-    spec = parse_topology(settings.topology)
-    result.update(
-      topology=settings.topology,
-      hbm_per_device=spec.hbm_bytes_per_chip,
-      fits=result["bytes_per_device"] <= spec.hbm_bytes_per_chip,
-    )
+  result.update(fit_report(result["bytes_per_device"], settings.topology))
   with open(os.path.join(workdir, "dry_run.json"), "w") as f:
     json.dump(result, f, indent=2)
   logger.info("dry run: %s", result)

@@ -55,7 +55,7 @@ from jaxlab.experiments.scir_settings import METHODS, SCIRStudySettings
 from jaxlab.models.transformer import Transformer
 from jaxlab.objectives.scir import SCIRObjective
 from jaxlab.parallel.mesh import build_mesh
-from jaxlab.parallel.topology import parse_topology, topology_devices
+from jaxlab.parallel.topology import fit_report, topology_devices
 from jaxlab.progress import Progress
 from jaxlab.train.optimizer import build_optimizer
 from jaxlab.train.state import StartingWeights
@@ -329,13 +329,7 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     "judge_len": r.judge_len,
     "compile_s": round(time.perf_counter() - started, 2),
   }
-  if s.topology:
-    spec_t = parse_topology(s.topology)
-    result.update(
-      topology=s.topology,
-      hbm_per_device=spec_t.hbm_bytes_per_chip,
-      fits=result["bytes_per_device"] <= spec_t.hbm_bytes_per_chip,
-    )
+  result.update(fit_report(result["bytes_per_device"], s.topology))
   write_json(os.path.join(workdir, "dry_run.json"), result)
   logger.info("dry run: %s", result)
   return result

@@ -19,7 +19,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 from jax._src import hardware_utils
@@ -242,3 +242,12 @@ def compiled_memory_per_device(compiled: jax.stages.Compiled) -> int:
     + stats.temp_size_in_bytes
     - stats.alias_size_in_bytes
   )
+
+
+def fit_report(bytes_per_device: int, topology: str) -> dict[str, Any]:
+  """What a dry run adds for a TPU slice: the topology, each chip's HBM, and whether the
+  compiled step's per-device bytes fit it ({} without a topology)."""
+  if not topology:
+    return {}
+  hbm = parse_topology(topology).hbm_bytes_per_chip
+  return {"topology": topology, "hbm_per_device": hbm, "fits": bytes_per_device <= hbm}

@@ -21,6 +21,7 @@ from jaxlab.parallel.topology import (
   TopologySpec,
   _quiet_libtpu,
   compiled_memory_per_device,
+  fit_report,
   parse_topology,
   topology_devices,
 )
@@ -224,3 +225,10 @@ def test_libtpu_noise_is_kept_for_failures(capfd):
   assert "libtpu says why" in "".join(info.value.__notes__)
   os.write(2, b"visible again\n")
   assert capfd.readouterr().err == "visible again\n"
+
+
+def test_fit_report_compares_bytes_with_the_chips_hbm():
+  hbm = parse_topology("v5p-128").hbm_bytes_per_chip
+  assert fit_report(hbm, "v5p-128") == {"topology": "v5p-128", "hbm_per_device": hbm, "fits": True}
+  assert fit_report(hbm + 1, "v5p-128")["fits"] is False
+  assert fit_report(10**12, "") == {}
