@@ -1,7 +1,8 @@
 """SCIR study on one CPU: the synthetic letter task, SCIR vs Self-Rewarding vs gold-label DPO.
 
 Per seed: a byte-level LM learns the task from demonstrations of graded quality and a judge from
-demonstrations whose verdicts are right 75% of the time; then 3 rounds per method.
+demonstrations that read only the first 4 of 8 letters and are right 80% of the time; then 3
+rounds per method, 60 steps each.
 Args (`configs/scir_tiny.py:smoke`): `smoke` shrinks everything for CI (one seed, a few steps).
 """
 
@@ -21,6 +22,11 @@ def get_config(arg=None):
     max_seq_len=64,
     tie_embeddings=True,
   )
+  # Iterated DPO without an NLL term drives this small model to malformed responses by the third
+  # round (measured: 48% malformed for gold-label DPO at lr 2e-4); the chosen response's NLL
+  # (iterative RPO) keeps every DPO-trained method stable. It applies to all methods alike.
+  config.scir.nll_weight = 1.0
+  config.rounds.lr = 2e-4
   if args.smoke:
     config.seeds = (0,)
     config.methods = ("scir", "self_rewarding", "gold_dpo")

@@ -283,7 +283,7 @@ def fill_batch(arrays: dict[str, np.ndarray], batch_size: int) -> dict[str, np.n
 def method_objective(ctx: Context, method: str):
   if method == "scir":
     return SCIRObjective(ctx.model, ctx.settings.scir, ctx.verdict_ids)
-  return DPOObjective(ctx.model, ctx.settings.scir.beta)
+  return DPOObjective(ctx.model, ctx.settings.scir.beta, ctx.settings.scir.nll_weight)
 
 
 def round_summary(data: RoundData) -> dict[str, float]:

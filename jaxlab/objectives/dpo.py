@@ -27,6 +27,18 @@ def pair_logprobs(model: nn.Module, params: PyTree, batch: Batch) -> jax.Array:
   return sequence_logprobs(model, params, rows).reshape(-1, 2)
 
 
+def response_lengths(batch: Batch) -> jax.Array:
+  """Scored tokens (response and EOS) of both responses of every pair -> [B, 2] float32."""
+  return jnp.sum(batch["pair_loss_weights"] != 0, axis=-1).astype(jnp.float32)
+
+
+def chosen_nll(policy: jax.Array, lengths: jax.Array, first_wins: jax.Array) -> jax.Array:
+  """The chosen response's negative log-likelihood per token [B]: the NLL term that keeps
+  iterated DPO from pushing probability off well-formed responses (iterative RPO)."""
+  per_token = -policy / jnp.maximum(lengths, 1.0)
+  return jnp.where(first_wins, per_token[:, 0], per_token[:, 1])
+
+
 def implicit_rewards(policy: jax.Array, reference: jax.Array, beta: float) -> jax.Array:
   """DPO's implicit reward beta * (log pi - log pi_ref), elementwise."""
   return beta * (policy - reference)
@@ -55,11 +67,13 @@ def dpo_metric_sums(
 
 @dataclasses.dataclass(frozen=True)
 class DPOObjective:
-  """DPO on labelled pairs against `frozen["reference"]`; the weight sum counts labelled pairs,
-  so the loss and metrics are means over them."""
+  """DPO on labelled pairs against `frozen["reference"]`, plus `nll_weight` times the chosen
+  response's per-token NLL; the weight sum counts labelled pairs, so the loss and metrics are
+  means over them."""
 
   model: nn.Module
   beta: float = 0.1
+  nll_weight: float = 0.0
 
   def __call__(
     self,
@@ -74,11 +88,13 @@ class DPOObjective:
     policy = pair_logprobs(self.model, params, batch)
     reference = jax.lax.stop_gradient(pair_logprobs(self.model, frozen["reference"], batch))
     rewards = implicit_rewards(policy, reference, self.beta)
-    losses, chosen, rejected = dpo_terms(rewards, batch["label"] > 0.5)
+    first_wins = batch["label"] > 0.5
+    losses, chosen, rejected = dpo_terms(rewards, first_wins)
+    nll = chosen_nll(policy, response_lengths(batch), first_wins)
     weight = batch["label_weight"].astype(jnp.float32)
     return LossOutput(
-      jnp.sum(weight * losses),
+      jnp.sum(weight * (losses + self.nll_weight * nll)),
       jnp.sum(weight),
-      dpo_metric_sums(weight, chosen, rejected),
+      {**dpo_metric_sums(weight, chosen, rejected), "chosen_nll": jnp.sum(weight * nll)},
       model_state,
     )

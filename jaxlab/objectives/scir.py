@@ -26,7 +26,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.objectives.base import Batch, LossOutput, PyTree
-from jaxlab.objectives.dpo import dpo_terms, implicit_rewards, pair_logprobs
+from jaxlab.objectives.dpo import (
+  chosen_nll,
+  dpo_terms,
+  implicit_rewards,
+  pair_logprobs,
+  response_lengths,
+)
 
 IRM_REFERENCES = ("previous", "iteration_start")
 _EPS = 1e-6
@@ -43,13 +49,16 @@ class SCIRSettings:
   consistency_weight: float = 1.0
   confidence_weight: float = 0.1
   tau: float = 0.0  # selection margin: both |P - 0.5| >= tau
+  nll_weight: float = 0.0  # per-token NLL of the chosen response, for every DPO-trained method
   irm_reference: str = "previous"
 
   def validate(self) -> None:
     if self.beta <= 0:
       raise ValueError(f"scir.beta must be > 0, got {self.beta}")
-    if self.consistency_weight < 0 or self.confidence_weight < 0:
-      raise ValueError("scir.consistency_weight and scir.confidence_weight must be >= 0")
+    if min(self.consistency_weight, self.confidence_weight, self.nll_weight) < 0:
+      raise ValueError(
+        "scir.consistency_weight, scir.confidence_weight and scir.nll_weight must be >= 0"
+      )
     if not 0 <= self.tau < 0.5:
       raise ValueError(f"scir.tau must be in [0, 0.5), got {self.tau}")
     if self.irm_reference not in IRM_REFERENCES:
@@ -98,6 +107,7 @@ class RewardPredictions:
   p_implicit: jax.Array  # [B]
   p_judge: jax.Array  # [B]
   dpo_rewards: jax.Array  # [B, 2], against the iteration's starting model
+  policy: jax.Array  # [B, 2] log pi of both responses
 
 
 def reward_predictions(
@@ -119,14 +129,16 @@ def reward_predictions(
     p_implicit=jax.nn.sigmoid(label_rewards[:, 0] - label_rewards[:, 1]),
     p_judge=judge_probability(model, params, batch, verdict_ids),
     dpo_rewards=implicit_rewards(policy, reference, settings.beta),
+    policy=policy,
   )
 
 
 @dataclasses.dataclass(frozen=True)
 class SCIRObjective:
-  """L = DPO(selected pairs) + consistency_weight * symKL(P_G, P_I) + confidence_weight *
-  H((P_G + P_I) / 2). Every term is summed over the batch and divided by the number of pairs, so
-  the DPO term counts unselected pairs as 0 and any split of the batch gives the same gradient."""
+  """L = (DPO + nll_weight * chosen NLL)(selected pairs) + consistency_weight * symKL(P_G, P_I)
+  + confidence_weight * H((P_G + P_I) / 2). Every term is summed over the batch and divided by
+  the number of pairs, so the DPO term counts unselected pairs as 0 and any split of the batch
+  gives the same gradient."""
 
   model: nn.Module
   settings: SCIRSettings
@@ -146,7 +158,9 @@ class SCIRObjective:
     pred = reward_predictions(self.model, params, frozen, batch, s, self.verdict_ids)
     weight = batch["pair_weight"].astype(jnp.float32)
     selected = agreed_selection(pred.p_implicit, pred.p_judge, s.tau).astype(jnp.float32) * weight
-    dpo, _, _ = dpo_terms(pred.dpo_rewards, jax.lax.stop_gradient(pred.p_judge) > 0.5)
+    first_wins = jax.lax.stop_gradient(pred.p_judge) > 0.5
+    dpo, _, _ = dpo_terms(pred.dpo_rewards, first_wins)
+    dpo = dpo + s.nll_weight * chosen_nll(pred.policy, response_lengths(batch), first_wins)
     consistency = bernoulli_symmetric_kl(pred.p_judge, pred.p_implicit)
     confidence = bernoulli_entropy(0.5 * (pred.p_judge + pred.p_implicit))
     loss_sum = (

@@ -110,3 +110,22 @@ def test_the_reference_gets_no_gradient():
     lambda ref: objective(perturbed(params, 2), {}, {"reference": ref}, batch, None, True).loss_sum
   )(params)
   assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+
+
+def test_the_nll_term_adds_the_chosen_per_token_nll():
+  model = tiny_model()
+  params, batch = init_params(model), pair_batch()
+  batch = dict(batch, label=jnp.asarray([1.0, 0.0, 1.0, 0.0]), label_weight=jnp.ones(4))
+  policy = perturbed(params, 1)
+  plain = DPOObjective(model, beta=BETA)(policy, {}, {"reference": params}, batch, None, True)
+  with_nll = DPOObjective(model, beta=BETA, nll_weight=0.5)(
+    policy, {}, {"reference": params}, batch, None, True
+  )
+  logps = np.asarray(pair_logprobs(model, policy, batch))
+  chosen = [0, 1, 0, 1]
+  # Response + EOS tokens of the chosen responses: "abcc", "bbbb", "bbba", "ddd".
+  lengths = np.array([5, 5, 5, 4])
+  nll = -logps[np.arange(4), chosen] / lengths
+  want = float(plain.loss_sum) + 0.5 * nll.sum()
+  assert float(with_nll.loss_sum) == pytest.approx(want, rel=1e-5)
+  assert float(with_nll.metrics["chosen_nll"]) == pytest.approx(nll.sum(), rel=1e-5)

@@ -87,7 +87,9 @@ def test_the_reference_trap():
 @pytest.mark.parametrize("tau", [0.0, 0.02])
 def test_loss_is_the_sum_of_its_terms(tau):
   model = tiny_model()
-  settings = SCIRSettings(beta=0.5, consistency_weight=0.7, confidence_weight=0.3, tau=tau)
+  settings = SCIRSettings(
+    beta=0.5, consistency_weight=0.7, confidence_weight=0.3, tau=tau, nll_weight=0.2
+  )
   params, batch = perturbed(init_params(model, 0), 4, 0.2), pair_batch()
   frozen = {"reference": init_params(model, 0), "label_reference": init_params(model, 1)}
   out = SCIRObjective(model, settings, VERDICTS)(params, {}, frozen, batch, None, True)
@@ -95,6 +97,9 @@ def test_loss_is_the_sum_of_its_terms(tau):
   p_i, p_g = np.asarray(pred.p_implicit), np.asarray(pred.p_judge)
   selected = ((p_i - 0.5) * (p_g - 0.5) > 0) & (np.minimum(abs(p_i - 0.5), abs(p_g - 0.5)) >= tau)
   dpo, _, _ = dpo_terms(pred.dpo_rewards, pred.p_judge > 0.5)
+  lengths = np.asarray(batch["pair_loss_weights"] != 0).sum(-1)
+  per_token_nll = -np.asarray(pred.policy) / lengths
+  dpo = np.asarray(dpo) + 0.2 * np.where(p_g > 0.5, per_token_nll[:, 0], per_token_nll[:, 1])
   kl = np.asarray(bernoulli_symmetric_kl(p_g, p_i))
   entropy = np.asarray(bernoulli_entropy((p_g + p_i) / 2))
   want = (np.sum(selected * np.asarray(dpo)) + 0.7 * kl.sum() + 0.3 * entropy.sum()) / 4
