@@ -83,7 +83,7 @@ REPORT_COLUMNS = (
   ("agreement", "IRM/GRM agreement"),
   ("irm_accuracy", "IRM accuracy"),
   ("grm_accuracy", "GRM accuracy"),
-  ("selected", "pairs selected"),
+  ("selected", "pairs selected by the round from this model"),
 )
 
 

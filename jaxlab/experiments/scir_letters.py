@@ -75,7 +75,7 @@ class EvalSet:
   prompts: list[str]
   pair_arrays: dict[str, np.ndarray]
   first_better: np.ndarray
-  rule_accuracy: float  # the noiseless demonstration judge's accuracy: the GRM's ceiling
+  teacher_accuracy: float  # the noiseless demonstration judge's accuracy on these pairs
   start_scores: np.ndarray | None = None  # M_0's scores, the win-rate baseline
 
 
@@ -91,7 +91,7 @@ def eval_set(ctx: Context, task: LetterTask) -> EvalSet:
     prompts=task.prompts(ctx.settings.task.eval_prompts, rng),
     pair_arrays=arrays,
     first_better=first_better,
-    rule_accuracy=float(np.mean(np.where(first_better, rule, 1 - np.asarray(rule)))),
+    teacher_accuracy=float(np.mean(np.where(first_better, rule, 1 - np.asarray(rule)))),
   )
 
 
@@ -107,6 +107,6 @@ def evaluate_model(ctx: Context, task, evals: EvalSet, params: Any, label_refere
     "score": float(scores.mean()),
     "malformed": float(np.mean(scores == task.malformed_score)),
     "win_rate": win_rate(scores, evals.start_scores),
-    "grm_ceiling": evals.rule_accuracy,
+    "teacher_accuracy": evals.teacher_accuracy,
     **reward_model_summary(p_implicit, p_judge, evals.first_better),
   }
