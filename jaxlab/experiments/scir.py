@@ -18,7 +18,6 @@ train), `scir_letters` (the synthetic task's starting models and held-out evalua
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -57,6 +56,7 @@ from jaxlab.objectives.scir import SCIRObjective
 from jaxlab.parallel.mesh import build_mesh
 from jaxlab.parallel.topology import fit_report, topology_devices
 from jaxlab.progress import Progress
+from jaxlab.smi.triples import json_lines
 from jaxlab.train.optimizer import build_optimizer
 from jaxlab.train.state import StartingWeights
 from jaxlab.train.trainer import Program, Trainer, TrainerSettings
@@ -127,26 +127,21 @@ def _validate_real_use(s: SCIRStudySettings) -> None:
   for path in (s.start.run, s.start.label_reference_run):
     if path and not os.path.isfile(os.path.join(path, "config.json")):
       raise ConfigError(f"{path} is not a jaxlab run: no config.json")
-  prompts = _read_prompts(s.task.prompts_file)
-  if len(prompts) * s.rounds.samples_per_prompt < 1:
-    raise ConfigError(f"{s.task.prompts_file}: no prompts")
+  _read_prompts(s.task.prompts_file)
 
 
 def _read_prompts(path: str) -> list[str]:
-  """Prompts from JSONL lines {"prompt": "..."}; raises ConfigError naming the bad line."""
+  """Prompts from JSONL lines {"prompt": "..."} (read by the project's JSON Lines reader);
+  raises ConfigError naming the bad line."""
   try:
-    with open(path) as f:
-      lines = f.read().splitlines()
+    with open(path, "rb") as f:
+      rows = list(json_lines(f))
   except OSError as e:
     raise ConfigError(f"task.prompts_file: {e.strerror}: {path}") from None
   prompts = []
-  for number, line in enumerate(lines, 1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise ConfigError(f"{path}:{number}: not JSON ({e.msg})") from None
+  for number, record in rows:
+    if isinstance(record, ValueError):
+      raise ConfigError(f"{path}:{number}: {record}")
     if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
       raise ConfigError(f'{path}:{number}: expected an object with a string "prompt"')
     prompts.append(record["prompt"])

@@ -168,3 +168,21 @@ def test_the_scir_step_compiles_ahead_of_time(tmp_path):
   assert result["frozen_models"] == 2 and "fits" not in result
   assert result["bytes_per_device"] > 0
   assert json.loads((tmp_path / "dry_run.json").read_text())["params"] == result["params"]
+
+
+@pytest.mark.parametrize(
+  "content, message",
+  [
+    (b'{"prompt": "a"}\nnot json\n', ":2: invalid JSON: Expecting value"),
+    (b"[" * 100_000 + b"\n", ":1: invalid JSON: nested too deeply"),
+    (b'{"prompt": "a"}\n\xff\xfe\n', ":2: binary data, not UTF-8 text"),
+    (b'{"text": "a"}\n', ':1: expected an object with a string "prompt"'),
+    (b"\n\n", ": no prompts"),
+  ],
+)
+def test_a_bad_prompt_file_is_one_line(tmp_path, content, message):
+  path = tmp_path / "prompts.jsonl"
+  path.write_bytes(content)
+  with pytest.raises(ConfigError) as e:
+    scir._read_prompts(str(path))
+  assert str(e.value).startswith(f"{path}{message}") and "\n" not in str(e.value)
