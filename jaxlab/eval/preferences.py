@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxlab.cli import write_text_atomic
 from jaxlab.data.source import padded_batches
 from jaxlab.objectives.scir import SCIRSettings, reward_predictions
 from jaxlab.parallel.mesh import mesh_context
@@ -112,8 +113,7 @@ def write_report(table: dict[str, Any], header: str, workdir: str) -> None:
         for m, s in (row[k] for k, _ in REPORT_COLUMNS)
       ]
       lines.append(f"| {method} | M{t} | " + " | ".join(cells) + " |")
-  with open(os.path.join(workdir, "report.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  write_text_atomic(os.path.join(workdir, "report.md"), "\n".join(lines) + "\n")
   _write_figure(table, os.path.join(workdir, "curves.png"))
 
 
