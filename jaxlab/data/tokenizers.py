@@ -7,12 +7,13 @@ pad/BOS/EOS so decoded samples read as plain text.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import ml_collections
 
-TOKENIZER_KINDS = ("byte", "sentencepiece", "hf")
+TOKENIZER_KINDS = ("byte", "words", "sentencepiece", "hf")
 
 # Special-token spellings tried, in order, when an HF tokenizer.json is loaded
 # without explicit token names in the config.
@@ -61,6 +62,66 @@ class ByteTokenizer:
 
   def decode(self, ids: Sequence[int]) -> str:
     data = bytes(int(i) - self._OFFSET for i in ids if self._OFFSET <= int(i) < self.vocab_size)
+    return data.decode("utf-8", errors="replace")
+
+
+_WORD_PIECE = re.compile(r" ?[A-Za-z]+|[^A-Za-z]")
+
+
+class WordTokenizer:
+  """Bytes plus a fixed word list: a listed word, alone or with one leading space, is one
+  token; any other text is its UTF-8 bytes (ids as in ByteTokenizer, words after them).
+
+  For generated tasks whose vocabulary is known: sequences are a few times shorter than bytes
+  and a value is copied as one token, while names outside the list (a task's noisy names)
+  still spell out byte by byte. Token boundaries are character boundaries, so
+  decode(encode(text)) == text and decoded prefix lengths locate characters exactly.
+  """
+
+  pad_id = ByteTokenizer.pad_id
+  bos_id = ByteTokenizer.bos_id
+  eos_id = ByteTokenizer.eos_id
+
+  def __init__(self, words: Sequence[str]):
+    words = tuple(words)
+    bad = next((w for w in words if not re.fullmatch(r"[A-Za-z]+", w)), None)
+    if bad is not None:
+      raise ValueError(f"word tokenizer entries must be ASCII letters only, got {bad!r}")
+    if len(set(words)) != len(words):
+      raise ValueError("word tokenizer entries must be distinct")
+    self.words = words
+    pieces = [*words, *(" " + w for w in words)]
+    first = ByteTokenizer.vocab_size
+    self._ids = {piece: first + i for i, piece in enumerate(pieces)}
+    self._pieces = [piece.encode("ascii") for piece in pieces]
+    self.vocab_size = first + len(pieces)
+
+  @classmethod
+  def from_file(cls, path: str) -> WordTokenizer:
+    """The word list of a text file, one word per line."""
+    with open(path, encoding="utf-8") as f:
+      return cls([line.strip() for line in f if line.strip()])
+
+  def encode(self, text: str) -> list[int]:
+    ids: list[int] = []
+    for match in _WORD_PIECE.finditer(text):
+      piece = match.group()
+      if piece in self._ids:
+        ids.append(self._ids[piece])
+      elif piece[0] == " " and piece[1:] in self._ids:
+        ids += [ord(" ") + ByteTokenizer._OFFSET, self._ids[piece[1:]]]
+      else:
+        ids += ByteTokenizer().encode(piece)
+    return ids
+
+  def decode(self, ids: Sequence[int]) -> str:
+    data = bytearray()
+    first = ByteTokenizer.vocab_size
+    for i in (int(i) for i in ids):
+      if ByteTokenizer._OFFSET <= i < first:
+        data.append(i - ByteTokenizer._OFFSET)
+      elif first <= i < self.vocab_size:
+        data += self._pieces[i - first]
     return data.decode("utf-8", errors="replace")
 
 
@@ -158,7 +219,8 @@ class HFTokenizer:
 
 
 def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
-  """Tokenizer named by `cfg.kind` ("byte", "sentencepiece", "hf") and `cfg.path`.
+  """Tokenizer named by `cfg.kind` ("byte", "words", "sentencepiece", "hf") and `cfg.path`
+  ("words": a word list, one per line).
 
   For "hf", optional `cfg.bos_token` / `eos_token` / `pad_token` name the
   special tokens (empty means look up common spellings).
@@ -173,6 +235,8 @@ def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
   path = cfg.get("path", "")
   if not path or not os.path.isfile(path):
     raise ValueError(f"{kind} tokenizer file not found: {path!r}")
+  if kind == "words":
+    return WordTokenizer.from_file(path)
   if kind == "sentencepiece":
     return SentencePieceTokenizer(path)
   return HFTokenizer(

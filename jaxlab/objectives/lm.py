@@ -51,14 +51,14 @@ def token_loss_sums(model: nn.Module, params: PyTree, batch: Batch) -> tuple[jax
   return weighted_cross_entropy(logits, batch["targets"], batch["loss_weights"])
 
 
-def sequence_logprobs(
+def token_logprobs(
   model: nn.Module, params: PyTree, sequences: Batch, prefix: str = ""
 ) -> jax.Array:
-  """Per-row sums of the target tokens' log-probabilities, counting tokens whose
-  `{prefix}loss_weights` is non-zero: log pi(response | prompt) of [B, L] sequences whose weights
-  mark the response. The fused path gives the same numbers without [tokens, vocab] logits."""
+  """log p(target | inputs so far) at every position of [B, L] sequences (`{prefix}inputs`,
+  `targets`, `segment_ids`, `positions`) -> [B, L] float32, differentiable. The fused path gives
+  the same numbers without [tokens, vocab] logits."""
   inputs = tuple(sequences[prefix + k] for k in ("inputs", "segment_ids", "positions"))
-  targets, weights = sequences[prefix + "targets"], sequences[prefix + "loss_weights"]
+  targets = sequences[prefix + "targets"]
   if model.cfg.loss_impl == "fused":
     hidden, head = model.apply({"params": params}, *inputs, return_hidden=True)
     _, _, logprobs = fused_linear_cross_entropy(
@@ -74,6 +74,17 @@ def sequence_logprobs(
     is_target = targets[..., None] == jnp.arange(logits.shape[-1], dtype=targets.dtype)
     target_logits = jnp.sum(jnp.where(is_target, logits, 0.0), axis=-1)
     logprobs = target_logits - jax.nn.logsumexp(logits, axis=-1)
+  return logprobs
+
+
+def sequence_logprobs(
+  model: nn.Module, params: PyTree, sequences: Batch, prefix: str = ""
+) -> jax.Array:
+  """Per-row sums of the target tokens' log-probabilities, counting tokens whose
+  `{prefix}loss_weights` is non-zero: log pi(response | prompt) of [B, L] sequences whose weights
+  mark the response (see `token_logprobs`)."""
+  logprobs = token_logprobs(model, params, sequences, prefix)
+  weights = sequences[prefix + "loss_weights"]
   return jnp.sum(jnp.where(weights != 0, logprobs, 0.0), axis=-1)
 
 

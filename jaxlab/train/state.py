@@ -130,12 +130,23 @@ def _frozen_shardings(
   of several) is sharded like them; anything else is replicated."""
   if jax.tree.structure(abstract_frozen) == jax.tree.structure(abstract_params):
     return params_sharding
+  if isinstance(abstract_params, dict):  # a copy of one entry (PPO's reference: params["actor"])
+    for key, entry in abstract_params.items():
+      if _same_shapes(abstract_frozen, entry):
+        return params_sharding[key]
   if isinstance(abstract_frozen, dict):
     return {
       key: _frozen_shardings(value, abstract_params, params_sharding, mesh)
       for key, value in abstract_frozen.items()
     }
   return jax.tree.map(lambda _: replicated(mesh), abstract_frozen)
+
+
+def _same_shapes(a: PyTree, b: PyTree) -> bool:
+  """Whether two pytrees have the same structure and leaf shapes."""
+  if jax.tree.structure(a) != jax.tree.structure(b):
+    return False
+  return all(x.shape == y.shape for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 @flax.struct.dataclass

@@ -10,6 +10,7 @@ from jaxlab.data.tokenizers import (
   HFTokenizer,
   SentencePieceTokenizer,
   Tokenizer,
+  WordTokenizer,
   build_tokenizer,
 )
 
@@ -89,3 +90,41 @@ def test_byte_decode_ignores_ids_past_the_vocabulary():
   tokenizer = ByteTokenizer()
   ids = tokenizer.encode("hi") + [tokenizer.vocab_size, tokenizer.vocab_size + 4]
   assert tokenizer.decode(ids) == "hi"
+
+
+def test_word_tokenizer_spends_one_token_per_listed_word_and_bytes_on_the_rest(tmp_path):
+  words = ["get", "weather", "city", "Oslo"]
+  tokenizer = WordTokenizer(words)
+  assert isinstance(tokenizer, Tokenizer)
+  assert tokenizer.vocab_size == 259 + 2 * len(words)
+  word = {w: 259 + i for i, w in enumerate(words)}
+  spaced = {w: 259 + len(words) + i for i, w in enumerate(words)}
+  byte = lambda text: ByteTokenizer().encode(text)
+  text = 'get_weather(city="Oslo") get_wether Oslo2 éOslo'
+  ids = tokenizer.encode(text)
+  assert ids == [
+    word["get"],
+    *byte("_"),
+    word["weather"],
+    *byte("("),
+    word["city"],
+    *byte('="'),
+    word["Oslo"],
+    *byte('")'),
+    spaced["get"],
+    *byte("_wether"),  # not listed: spelled in bytes
+    spaced["Oslo"],
+    *byte("2 é"),
+    word["Oslo"],
+  ]
+  assert tokenizer.decode([tokenizer.bos_id, *ids, tokenizer.eos_id, tokenizer.pad_id]) == text
+  assert tokenizer.decode([tokenizer.vocab_size, *tokenizer.encode("city")]) == "city"
+  # A word list written one per line builds the same tokenizer.
+  path = tmp_path / "vocab.txt"
+  path.write_text("\n".join(words) + "\n")
+  built = build_tokenizer(ml_collections.ConfigDict({"kind": "words", "path": str(path)}))
+  assert built.encode(text) == ids
+  with pytest.raises(ValueError, match="ASCII letters only, got 'two words'"):
+    WordTokenizer(["two words"])
+  with pytest.raises(ValueError, match="distinct"):
+    WordTokenizer(["a", "a"])
