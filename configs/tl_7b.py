@@ -8,7 +8,7 @@ Check that the SFT step and the PPO step (actor + critic trained, reference froz
 without one: --dry_run --config.topology=v5p-128.
 """
 
-from jaxlab.experiments.tl_training import tl_config
+from jaxlab.experiments.tl_settings import tl_config
 
 
 def get_config(arg=None):

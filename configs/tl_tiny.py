@@ -11,7 +11,7 @@ Args (`configs/tl_tiny.py:smoke`): `smoke` shrinks everything for CI (one seed, 
 """
 
 from jaxlab.config import parse_arg
-from jaxlab.experiments.tl_training import tl_config
+from jaxlab.experiments.tl_settings import tl_config
 
 
 def get_config(arg=None):

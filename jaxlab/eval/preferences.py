@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -15,6 +14,7 @@ import numpy as np
 
 from jaxlab.cli import write_text_atomic
 from jaxlab.data.source import padded_batches
+from jaxlab.eval.stats import mean_std
 from jaxlab.objectives.scir import SCIRSettings, reward_predictions
 from jaxlab.parallel.mesh import mesh_context
 
@@ -68,14 +68,6 @@ def reward_model_summary(
 def win_rate(scores: np.ndarray, baseline: np.ndarray) -> float:
   """Share of paired samples where `scores` beats `baseline` (ties count half)."""
   return float(np.mean((scores > baseline) + 0.5 * (scores == baseline)))
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  """Mean and sample standard deviation (0 for a single value); NaNs are left out."""
-  values = [v for v in values if v is not None and not math.isnan(v)]
-  if not values:
-    return float("nan"), float("nan")
-  return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 REPORT_COLUMNS = (

@@ -7,9 +7,9 @@ import dataclasses
 import ml_collections
 
 from jaxlab.config import settings_from_section
+from jaxlab.experiments.study_settings import common_fields
 from jaxlab.models.transformer import TransformerConfig
 from jaxlab.objectives.scir import SCIRSettings
-from jaxlab.parallel.mesh import rules_from_config
 from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.optimizer import AdamWSettings
 
@@ -95,19 +95,12 @@ class SCIRStudySettings:
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> SCIRStudySettings:
     return cls(
-      seeds=tuple(int(s) for s in config.seeds),
-      methods=tuple(config.methods),
-      model=TransformerConfig.from_config(config.model),
+      **common_fields(config),
       task=settings_from_section(TaskSettings, config.task, "task"),
       start=settings_from_section(StartSettings, config.start, "start"),
       judge=settings_from_section(JudgeSettings, config.judge, "judge"),
       rounds=settings_from_section(RoundSettings, config.rounds, "rounds"),
       scir=settings_from_section(SCIRSettings, config.scir, "scir"),
-      optimizer=settings_from_section(AdamWSettings, config.optimizer, "optimizer"),
-      checkpoint=settings_from_section(CheckpointSettings, config.checkpoint, "checkpoint"),
-      mesh=config.mesh,
-      rules=rules_from_config(config.logical_axis_rules),
-      topology=config.topology,
     )
 
   def judge_template(self) -> str:

@@ -22,6 +22,10 @@ of sft, sft_mae, sft_mae_pkt), seed_S/tl/ppo/ (the PPO trainer), seed_S/METHOD/e
 scores; it marks the method done) beside predictions_NAME.jsonl; results.json, report.md and
 report.png at the top. Trainers resume from their checkpoints and finished stages are reloaded,
 so running the same command again continues a stopped study.
+
+Pieces: `tl_settings` (the config sections, `validate`, `tl_config`), `tl_report` (the table over
+seeds, report.md and report.png); this module holds the study's data, its stages (SFT, PPO,
+evaluation), `run` and `dry_run`.
 """
 
 from __future__ import annotations
@@ -36,18 +40,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxlab.cli import write_jsonl_atomic, write_text_atomic
-from jaxlab.config import ConfigError, settings_from_section, write_config
-from jaxlab.data import key_tokens, tool_task
+from jaxlab.config import ConfigError, write_config
+from jaxlab.data import tool_task
 from jaxlab.data.rollouts import RolloutSource, prompts_from_examples
 from jaxlab.data.source import ArraySource
-from jaxlab.data.tokenizers import ByteTokenizer, Tokenizer, WordTokenizer
+from jaxlab.data.tokenizers import Tokenizer
 from jaxlab.data.tool_use import (
-  DEFAULT_ERROR_MARKERS,
   Trajectory,
   read_conversations,
   read_jsonl,
@@ -55,9 +57,7 @@ from jaxlab.data.tool_use import (
   tokenize_examples,
 )
 from jaxlab.eval.run_loading import LoadedRun, load_run
-from jaxlab.eval.tool_use import (
-  LEVELS as SCORE_LEVELS,
-)
+from jaxlab.eval.stats import mean_std
 from jaxlab.eval.tool_use import (
   generate_predictions,
   read_gold_set,
@@ -65,258 +65,35 @@ from jaxlab.eval.tool_use import (
   score,
   write_predictions,
 )
-from jaxlab.experiments.lm_pretrain import lm_init_variables
+from jaxlab.experiments.lm_pretrain import BATCH_DTYPES, lm_init_variables
+from jaxlab.experiments.tl_report import aggregate, write_report
+from jaxlab.experiments.tl_settings import (
+  METHOD_VARIANT,
+  VARIANTS,
+  TLStudySettings,
+  named_test_files,
+  scratch_tokenizer,
+)
+from jaxlab.experiments.tl_settings import METHODS as METHODS  # re-exported for callers
+from jaxlab.experiments.tl_settings import validate as validate  # jaxlab.launch calls it here
 from jaxlab.models.transformer import Transformer, TransformerConfig
 from jaxlab.models.value_head import ValueModel, critic_params
 from jaxlab.objectives import ppo
 from jaxlab.objectives.lm import LanguageModelObjective
 from jaxlab.objectives.tl import Category, call_category
-from jaxlab.parallel.mesh import build_mesh, mesh_shape, rules_from_config
+from jaxlab.parallel.mesh import build_mesh
 from jaxlab.parallel.topology import parse_topology, topology_devices
 from jaxlab.progress import Progress
-from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.metrics import json_safe
-from jaxlab.train.optimizer import AdamWSettings, build_optimizer
+from jaxlab.train.optimizer import build_optimizer
 from jaxlab.train.state import StartingWeights
 from jaxlab.train.trainer import Program, Trainer, TrainerSettings
 
 logger = logging.getLogger(__name__)
-METHODS = ("sft", "sft_mae", "sft_mae_pkt", "tl")
-# SFT variant -> (MAE, PKT); the method whose model each variant is.
-VARIANTS = {"sft": (False, False), "sft_mae": (True, False), "sft_mae_pkt": (True, True)}
-METHOD_VARIANT = {
-  "sft": "sft",
-  "sft_mae": "sft_mae",
-  "sft_mae_pkt": "sft_mae_pkt",
-  "tl": "sft_mae_pkt",
-}
-SFT_DTYPES = {
-  "inputs": jnp.int32,
-  "targets": jnp.int32,
-  "segment_ids": jnp.int32,
-  "positions": jnp.int32,
-  "loss_weights": jnp.float32,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSettings:
-  """Where trajectories and test items come from (see the module docstring)."""
-
-  kind: str = "synthetic"  # synthetic | files
-  train_trajectories: int = 2000
-  test_items: int = 128
-  levels: tuple[str, ...] = tool_task.LEVELS
-  tools_per_item: int = 4
-  adverse_share: float = 0.25
-  name_noise_share: float = 0.25
-  seed: int = 0  # the data's seed: the same data for every training seed
-  tokenizer: str = "words"  # synthetic task from scratch: words (tool_task.vocabulary) | byte
-  train_file: str = ""
-  test_files: tuple[str, ...] = ()  # "name=path"
-  error_markers: tuple[str, ...] = DEFAULT_ERROR_MARKERS  # MAE's markers
-
-
-@dataclasses.dataclass(frozen=True)
-class StartSettings:
-  """A jaxlab LM run to fine-tune (its tokenizer too); "" trains from scratch, byte-level."""
-
-  run: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class SFTSettings:
-  """Every SFT variant's budget: the same steps, batch and rows."""
-
-  steps: int = 400
-  batch_size: int = 32
-  seq_len: int = 320
-  lr: float = 3e-3
-  warmup_steps: int = 20
-  w_max: float = key_tokens.DEFAULT_W_MAX
-  log_every: int = 50
-
-
-@dataclasses.dataclass(frozen=True)
-class RLSettings:
-  """TL's PPO stage: rollouts and optimizers (PPO's coefficients are the `ppo` section)."""
-
-  steps: int = 100
-  batch_size: int = 32
-  seq_len: int = 384
-  max_new_tokens: int = 64
-  temperature: float = 0.0  # 0: greedy rollouts, as in the reference
-  top_p: float = 1.0
-  actor_lr: float = 2e-7
-  critic_lr: float = 1e-7
-  warmup_steps: int = 100
-  log_every: int = 10
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalSettings:
-  max_new_tokens: int = 64
-  batch_size: int = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class TLStudySettings:
-  seeds: tuple[int, ...]
-  methods: tuple[str, ...]
-  model: TransformerConfig
-  task: TaskSettings
-  start: StartSettings
-  sft: SFTSettings
-  rl: RLSettings
-  ppo: ppo.PPOSettings
-  eval: EvalSettings
-  optimizer: AdamWSettings
-  checkpoint: CheckpointSettings
-  mesh: ml_collections.ConfigDict
-  rules: tuple
-  topology: str
-
-  @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict) -> TLStudySettings:
-    return cls(
-      seeds=tuple(int(s) for s in config.seeds),
-      methods=tuple(config.methods),
-      model=TransformerConfig.from_config(config.model),
-      task=settings_from_section(TaskSettings, config.task, "task"),
-      start=settings_from_section(StartSettings, config.start, "start"),
-      sft=settings_from_section(SFTSettings, config.sft, "sft"),
-      rl=settings_from_section(RLSettings, config.rl, "rl"),
-      ppo=settings_from_section(ppo.PPOSettings, config.ppo, "ppo"),
-      eval=settings_from_section(EvalSettings, config.eval, "eval"),
-      optimizer=settings_from_section(AdamWSettings, config.optimizer, "optimizer"),
-      checkpoint=settings_from_section(CheckpointSettings, config.checkpoint, "checkpoint"),
-      mesh=config.mesh,
-      rules=rules_from_config(config.logical_axis_rules),
-      topology=config.topology,
-    )
-
-  def tool_task(self) -> tool_task.ToolTask:
-    t = self.task
-    return tool_task.ToolTask(t.tools_per_item, t.adverse_share, t.name_noise_share)
 
 
 def _stage(message: str) -> None:
   print(f"[tl_training] {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------- validation
-
-
-def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
-  """Checks the config (and, unless `dry_run`, the files it names); raises ConfigError."""
-  try:
-    s = TLStudySettings.from_config(config)
-    s.model.validate()
-    s.ppo.validate()
-    s.optimizer.validate()
-    s.checkpoint.validate()
-    if s.task.kind == "synthetic":
-      s.tool_task().validate()
-    num_devices = parse_topology(s.topology).num_chips if s.topology else jax.device_count()
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  unknown = [m for m in s.methods if m not in METHODS]
-  if unknown or not s.methods or len(set(s.methods)) != len(s.methods):
-    raise ConfigError(f"methods must be distinct names from {', '.join(METHODS)}, got {s.methods}")
-  if not s.seeds or len(set(s.seeds)) != len(s.seeds):
-    raise ConfigError(f"seeds must be distinct and at least one, got {s.seeds}")
-  counts = [
-    ("sft.steps", s.sft.steps),
-    ("sft.batch_size", s.sft.batch_size),
-    ("sft.seq_len", s.sft.seq_len),
-    ("sft.log_every", s.sft.log_every),
-    ("rl.steps", s.rl.steps),
-    ("rl.batch_size", s.rl.batch_size),
-    ("rl.max_new_tokens", s.rl.max_new_tokens),
-    ("rl.log_every", s.rl.log_every),
-    ("eval.max_new_tokens", s.eval.max_new_tokens),
-    ("eval.batch_size", s.eval.batch_size),
-    ("task.train_trajectories", s.task.train_trajectories),
-    ("task.test_items", s.task.test_items),
-  ]
-  for name, value in counts:
-    if value < 1:
-      raise ConfigError(f"{name} must be at least 1, got {value}")
-  if not s.sft.lr > 0:
-    raise ConfigError(f"sft.lr must be positive, got {s.sft.lr}")
-  for name in ("actor_lr", "critic_lr"):
-    if not getattr(s.rl, name) > 0:
-      raise ConfigError(f"rl.{name} must be positive, got {getattr(s.rl, name)}")
-  if s.rl.temperature < 0:
-    raise ConfigError(f"rl.temperature must be >= 0 (0: greedy), got {s.rl.temperature}")
-  if not 0 < s.rl.top_p <= 1:
-    raise ConfigError(f"rl.top_p must be in (0, 1], got {s.rl.top_p}")
-  if s.rl.seq_len <= s.rl.max_new_tokens + 1:
-    raise ConfigError(
-      f"rl.seq_len={s.rl.seq_len} leaves no room for a prompt before "
-      f"rl.max_new_tokens={s.rl.max_new_tokens}"
-    )
-  for name, length in (("sft.seq_len", s.sft.seq_len), ("rl.seq_len", s.rl.seq_len)):
-    if length > s.model.max_seq_len:
-      raise ConfigError(f"{name}={length} exceeds model.max_seq_len={s.model.max_seq_len}")
-  if s.eval.max_new_tokens + 2 > s.model.max_seq_len:
-    raise ConfigError(
-      f"eval.max_new_tokens={s.eval.max_new_tokens} leaves no room for a prompt in "
-      f"model.max_seq_len={s.model.max_seq_len}"
-    )
-  data, fsdp, _ = mesh_shape(s.mesh, num_devices)
-  for name, batch in (("sft.batch_size", s.sft.batch_size), ("rl.batch_size", s.rl.batch_size)):
-    if batch % (data * fsdp):
-      raise ConfigError(
-        f"{name}={batch} is not divisible by the data x fsdp mesh size {data * fsdp}"
-      )
-  if s.task.tokenizer not in ("words", "byte"):
-    raise ConfigError(f"task.tokenizer must be words or byte, got {s.task.tokenizer!r}")
-  if s.task.kind not in ("synthetic", "files"):
-    raise ConfigError(f"task.kind must be synthetic or files, got {s.task.kind!r}")
-  unknown_levels = [level for level in s.task.levels if level not in tool_task.LEVELS]
-  if s.task.kind == "synthetic" and (unknown_levels or not s.task.levels):
-    raise ConfigError(
-      f"task.levels must be from {', '.join(tool_task.LEVELS)}, got {s.task.levels}"
-    )
-  if dry_run:
-    return
-  if s.task.kind == "files":
-    _validate_files(s)
-  elif s.start.run:
-    raise ConfigError("start.run is for task.kind=files; the synthetic task trains from scratch")
-  if not s.start.run:
-    tokenizer = _scratch_tokenizer(s)
-    if s.model.vocab_size < tokenizer.vocab_size:
-      raise ConfigError(
-        f"model.vocab_size={s.model.vocab_size} is smaller than the {s.task.tokenizer} "
-        f"tokenizer's {tokenizer.vocab_size} tokens"
-      )
-
-
-def _test_files(s: TLStudySettings) -> dict[str, str]:
-  files = {}
-  for entry in s.task.test_files:
-    name, eq, path = entry.partition("=")
-    if not eq or not name.isidentifier():
-      raise ConfigError(
-        f"task.test_files entries are name=path with an identifier name, got {entry!r}"
-      )
-    files[name] = path
-  return files
-
-
-def _validate_files(s: TLStudySettings) -> None:
-  if not s.task.train_file or not os.path.isfile(s.task.train_file):
-    raise ConfigError(f"task.train_file not found: {s.task.train_file!r}")
-  files = _test_files(s)
-  if not files:
-    raise ConfigError("task.kind=files needs task.test_files (name=path, ...)")
-  for path in files.values():
-    if not os.path.isfile(path):
-      raise ConfigError(f"test file not found: {path}")
-  if s.start.run and not os.path.isfile(os.path.join(s.start.run, "config.json")):
-    raise ConfigError(f"{s.start.run} is not a jaxlab run: no config.json")
 
 
 # ---------------------------------------------------------------------------------- data
@@ -345,7 +122,7 @@ def _study_data(s: TLStudySettings, workdir: str) -> StudyData:
   """The synthetic task's trajectories and test files (regenerated identically from task.seed on
   every run, written to data/) and its rule scores, or the configured files."""
   if s.task.kind == "files":
-    return StudyData(_read_trajectories(s.task.train_file), _test_files(s), {})
+    return StudyData(_read_trajectories(s.task.train_file), named_test_files(s), {})
   data_dir = os.path.join(workdir, "data")
   task, seed = s.tool_task(), s.task.seed
   train = task.train_trajectories(s.task.train_trajectories, np.random.default_rng([seed, 0]))
@@ -497,7 +274,7 @@ def _check_finished(summary: dict[str, Any]) -> None:
 
 
 def sft_batch_spec(batch_size: int, seq_len: int) -> dict[str, jax.ShapeDtypeStruct]:
-  return {k: jax.ShapeDtypeStruct((batch_size, seq_len), v) for k, v in SFT_DTYPES.items()}
+  return {k: jax.ShapeDtypeStruct((batch_size, seq_len), v) for k, v in BATCH_DTYPES.items()}
 
 
 def ppo_program(
@@ -525,7 +302,10 @@ def ppo_program(
 
 
 def _ppo_summary(workdir: str, summary: dict[str, Any], cut: int) -> dict[str, Any]:
-  """First and last logged rollout metrics, and the last PPO losses, of a PPO run."""
+  """A PPO run's rollout metrics averaged over the first and the last quarter of its logged rows
+  (one logged row averages a few rollout batches), its clip fraction and approximate KL averaged
+  over every logged step (at one update per batch both are 0 by construction), and its last
+  losses."""
   rows = []
   path = os.path.join(workdir, "metrics.jsonl")
   if os.path.isfile(path):
@@ -535,8 +315,11 @@ def _ppo_summary(workdir: str, summary: dict[str, Any], cut: int) -> dict[str, A
   keys = ("rollout_reward", "rollout_share_correct", "rollout_kl", "rollout_explained_variance")
   out: dict[str, Any] = {"prompts_cut": cut, "wall_time_s": summary.get("wall_time_s")}
   if rollouts:
-    out["first"] = {k: rollouts[0].get(k) for k in keys}
-    out["last"] = {k: rollouts[-1].get(k) for k in keys}
+    quarter = max(1, len(rollouts) // 4)
+    out["first"] = {k: mean_std([r.get(k) for r in rollouts[:quarter]])[0] for k in keys}
+    out["last"] = {k: mean_std([r.get(k) for r in rollouts[-quarter:]])[0] for k in keys}
+  for key in ("clip_fraction", "approx_kl"):
+    out[f"{key}_mean"] = mean_std([row[key] for row in rows if key in row])[0]
   for key in ("loss", "policy_loss", "value_loss", "clip_fraction", "kl", "approx_kl"):
     if key in summary:
       out[key] = summary[key]
@@ -627,15 +410,7 @@ def _starting_point(s: TLStudySettings) -> tuple[Tokenizer, TransformerConfig, A
       loaded.model_cfg, **{name: getattr(s.model, name) for name in _RUNTIME_FIELDS}
     )
     return loaded.tokenizer, cfg, loaded.params
-  return _scratch_tokenizer(s), s.model, None
-
-
-def _scratch_tokenizer(s: TLStudySettings) -> Tokenizer:
-  """The tokenizer of a model trained from scratch: the synthetic task's word list on bytes
-  (task.tokenizer=words), else bytes."""
-  if s.task.kind == "synthetic" and s.task.tokenizer == "words":
-    return WordTokenizer(tool_task.vocabulary())
-  return ByteTokenizer()
+  return scratch_tokenizer(s), s.model, None
 
 
 def _run_seed(
@@ -676,110 +451,6 @@ def _run_seed(
     rows[method] = done
     progress.tick()
   return rows
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-  """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
-  array = np.asarray(values, np.float64)
-  return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
-
-
-def aggregate(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-  """method -> test set -> level -> {"mean", "std"} over seeds."""
-  table: dict[str, Any] = {}
-  for method, per_seed in results.items():
-    sets = next(iter(per_seed.values()))["scores"]
-    table[method] = {
-      name: {
-        level: dict(
-          zip(("mean", "std"), mean_std([r["scores"][name][level] for r in per_seed.values()]))
-        )
-        for level in SCORE_LEVELS
-      }
-      for name in sets
-    }
-  return table
-
-
-def write_report(summary: dict[str, Any], workdir: str, header: Sequence[str]) -> None:
-  """report.md (the table, rule rows, PPO and category summaries) and report.png."""
-  table, rules = summary["table"], summary.get("rules", {})
-  sets = list(next(iter(table.values())))
-  columns = [f"{name} {level}" for name in sets for level in SCORE_LEVELS]
-  lines = [
-    *header,
-    "",
-    "| method | " + " | ".join(columns) + " |",
-    "|---" * (len(columns) + 1) + "|",
-  ]
-  for method, row in table.items():
-    cells = [
-      f"{row[n][lv]['mean']:.1f} ± {row[n][lv]['std']:.1f}" for n in sets for lv in SCORE_LEVELS
-    ]
-    lines.append(f"| {method} | " + " | ".join(cells) + " |")
-  for rule in ("solve", "name_rule", "canonical_rule"):
-    if rules and all(rule in rules.get(n, {}) for n in sets):
-      cells = [f"{rules[n][rule][lv]:.1f}" for n in sets for lv in SCORE_LEVELS]
-      lines.append(f"| rule: {rule} | " + " | ".join(cells) + " |")
-  tl = summary["results"].get("tl", {})
-  if tl:
-    lines += ["", "PPO (per seed, first -> last logged rollout batch):", ""]
-    for seed, row in tl.items():
-      p = row.get("ppo", {})
-      first, last = p.get("first", {}), p.get("last", {})
-      get = lambda d, k: float("nan") if d.get(k) is None else d[k]
-      lines.append(
-        f"- seed {seed}: reward {get(first, 'rollout_reward'):.3f} -> "
-        f"{get(last, 'rollout_reward'):.3f}, correct {get(first, 'rollout_share_correct'):.2f} -> "
-        f"{get(last, 'rollout_share_correct'):.2f}, KL {get(last, 'rollout_kl'):.4f}, "
-        f"explained variance {get(last, 'rollout_explained_variance'):.3f}, "
-        f"clip fraction {get(p, 'clip_fraction'):.3f}, value loss {get(p, 'value_loss'):.4f}"
-      )
-  first_set = sets[0]
-  shares = {
-    method: {
-      c: float(np.mean([r["categories"][first_set][c] for r in per_seed.values()]))
-      for c in next(iter(per_seed.values()))["categories"].get(first_set, {})
-    }
-    for method, per_seed in summary["results"].items()
-    if all(first_set in r.get("categories", {}) for r in per_seed.values())
-  }
-  if shares:
-    used = [c.value for c in Category if any(row.get(c.value, 0) for row in shares.values())]
-    lines += [
-      "",
-      f"Reward categories of the predictions on {first_set} (mean share over seeds):",
-      "",
-    ]
-    lines += ["| method | " + " | ".join(used) + " |", "|---" * (len(used) + 1) + "|"]
-    for method, row in shares.items():
-      lines.append(f"| {method} | " + " | ".join(f"{row[c]:.3f}" for c in used) + " |")
-  write_text_atomic(os.path.join(workdir, "report.md"), "\n".join(lines) + "\n")
-  _write_figure(table, sets, os.path.join(workdir, "report.png"))
-
-
-def _write_figure(table: dict[str, Any], sets: Sequence[str], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  methods = list(table)
-  fig, axes = plt.subplots(1, len(SCORE_LEVELS), figsize=(4 * len(SCORE_LEVELS), 3.2), sharey=True)
-  width = 0.8 / len(methods)
-  for ax, level in zip(axes, SCORE_LEVELS):
-    for i, method in enumerate(methods):
-      means = [table[method][n][level]["mean"] for n in sets]
-      stds = [table[method][n][level]["std"] for n in sets]
-      ax.bar(np.arange(len(sets)) + i * width, means, width, yerr=stds, label=method, capsize=2)
-    ax.set_xticks(np.arange(len(sets)) + width * (len(methods) - 1) / 2, sets)
-    ax.set_title(level)
-    ax.set_ylim(0, 100)
-  axes[0].set_ylabel("% of test items")
-  axes[-1].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 class _Progress:
@@ -911,33 +582,3 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   _write_json(os.path.join(workdir, "dry_run.json"), result)
   logger.info("dry run: %s", result)
   return result
-
-
-# ---------------------------------------------------------------------------------- config
-
-
-def tl_config(**model_overrides) -> ml_collections.ConfigDict:
-  """A complete `tl_training` config; sections default to the settings dataclasses' defaults
-  (the optimizer to TL-Training's AdamW (0.9, 0.95) with weight decay 0.01)."""
-  from jaxlab import presets
-  from jaxlab.config import section_defaults
-  from jaxlab.parallel.mesh import default_logical_rules, default_mesh_config
-
-  config = ml_collections.ConfigDict()
-  config.experiment = "tl_training"
-  config.seeds = (0, 1, 2)
-  config.methods = METHODS
-  config.model = presets.model_config(**model_overrides)
-  config.task = section_defaults(TaskSettings)
-  config.start = section_defaults(StartSettings)
-  config.sft = section_defaults(SFTSettings)
-  config.rl = section_defaults(RLSettings)
-  config.ppo = section_defaults(ppo.PPOSettings)
-  config.eval = section_defaults(EvalSettings)
-  config.optimizer = section_defaults(AdamWSettings)
-  config.optimizer.update(b1=0.9, b2=0.95, weight_decay=0.01)
-  config.checkpoint = section_defaults(CheckpointSettings)
-  config.mesh = default_mesh_config()
-  config.logical_axis_rules = default_logical_rules()
-  config.topology = ""
-  return config

@@ -81,6 +81,7 @@ def test_smoke_study_runs_and_resumes(tmp_path):
     "rollout_explained_variance",
   }
   assert -2.0 <= ppo["last"]["rollout_reward"] <= 1.0 and "value_loss" in ppo
+  assert ppo["clip_fraction_mean"] >= 0.0 and ppo["approx_kl_mean"] >= 0.0
   assert _read(os.path.join(workdir, "seed_0", "tl", "ppo", "summary.json"))["step"] == 2
   assert not os.path.exists(os.path.join(workdir, "seed_0", "tl", "train"))  # shares sft_mae_pkt
   report = (tmp_path / "study" / "report.md").read_text()
