@@ -1,5 +1,8 @@
 """python -m jaxlab.bench {train,sample,kernels} [--preset tiny|small] [--out FILE.json]
 
+`python -m jaxlab.bench gpu --out DIR [--preset gpu|cpu_small] [--no_peer]` runs the single-GPU
+suite of `jaxlab.bench.gpu` (train step, attention, fused loss, decode) into DIR/gpu.{json,md}.
+
 Each subcommand prints a markdown table and, with --out, writes its figures as JSON. `train` and
 `sample` run jaxlab and the transformers peer in the same invocation on the same machine and
 report ratio = jaxlab throughput / peer throughput, timed in alternating rounds
@@ -16,7 +19,7 @@ import sys
 import jax
 
 import jaxlab  # noqa: F401  (selects the JAX platform before jax loads)
-from jaxlab.bench import peer_torch
+from jaxlab.bench import gpu, peer_torch
 from jaxlab.bench.presets import get_preset
 from jaxlab.bench.timing import interleaved_medians, markdown_table
 from jaxlab.cli import exit_cleanly_on_interrupt, write_text_atomic
@@ -107,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
   p = sub.add_parser("kernels")
   p.add_argument("--aot_tpu", default=None, help="compile every TPU kernel for this topology")
   p.add_argument("--out", default=None)
+  gpu.add_arguments(sub.add_parser("gpu", help="the single-GPU suite (see jaxlab.bench.gpu)"))
   args = parser.parse_args(argv)
+  if args.command == "gpu":
+    return gpu.run(args)
   try:
     result = {"train": _train, "sample": _sample, "kernels": _kernels}[args.command](args)
   except (ValueError, RuntimeError) as e:
