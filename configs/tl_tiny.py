@@ -1,12 +1,12 @@
 """TL-Training study on one CPU: the synthetic tool-use task, standard SFT vs SFT+MAE vs
 SFT+MAE+PKT vs TL (MAE+PKT, then PPO with the error-category reward), 3 seeds.
 
-An LM of 132k parameters on the task's word tokenizer (canonical and drawn names are whole word
+An LM of 135k parameters on the task's word tokenizer (canonical and drawn names are whole word
 tokens, misspelled ones bytes) learns from 3,000 generated trajectories (a quarter adverse: a
 wrong call, its error, then the right call; a quarter with misspelled names; 3 tools declared
 per item) in 1,000 SFT steps of 16 rows; TL adds 60 PPO steps of 32 greedy rollouts, two updates
 per rollout batch. Every model is scored on 128 test items at each level (clean, renamed,
-misspelled, swapped). About an hour on 2 CPU cores (see the README for the measured time).
+misspelled, swapped). 45 minutes measured on the 2-core CPU machine (results: README).
 Args (`configs/tl_tiny.py:smoke`): `smoke` shrinks everything for CI (one seed, a few steps).
 """
 

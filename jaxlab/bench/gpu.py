@@ -1,6 +1,6 @@
-"""`python -m jaxlab.bench gpu --out DIR`: the single-GPU benchmark suite (issue 16, item 1).
+"""`python -m jaxlab.bench gpu --out DIR`: the single-GPU benchmark suite.
 
-Four sections, each timed on the default device and checked against the issue's goals:
+Four sections, each timed on the default device and checked against its goal:
   train      a LLaMA train step (1.6B, bf16, AdamW with fp32 master weights; the first remat
              policy / batch / loss_impl candidate whose compiled program fits): tokens/s,
              TFLOP/s and MFU under `jaxlab.train.flops`. Goal: MFU >= 50%.
