@@ -272,29 +272,6 @@ def linear_ce(suite: Suite) -> dict:
   }
 
 
-def _peer_generate_runner(model, prompt_tokens: np.ndarray, device: str) -> Runner:
-  """`peer_torch.generate_runner` on a model already on `device`, with a final device sync."""
-  import torch  # pylint: disable=g-import-not-at-top  (the bench extra)
-
-  input_ids = torch.from_numpy(prompt_tokens.astype(np.int64)).to(device)
-
-  def once():
-    with torch.inference_mode():
-      model.generate(
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=NEW_TOKENS,
-        min_new_tokens=NEW_TOKENS,
-        do_sample=False,
-        use_cache=True,
-        pad_token_id=0,
-      )
-    if device == "cuda":
-      torch.cuda.synchronize()
-
-  return once
-
-
 def decode(suite: Suite, peer: bool) -> dict:
   """Greedy decoding of NEW_TOKENS per row (float32 weights on both sides) by jaxlab's sampler
   and, with `peer`, transformers' generate on the same device."""
@@ -312,7 +289,9 @@ def decode(suite: Suite, peer: bool) -> dict:
     prompt_tokens = prompts(preset)
     runners = {"jaxlab": jaxlab_decode_runner(preset, prompt_tokens)}
     if peer:
-      runners["transformers"] = _peer_generate_runner(model, prompt_tokens, device)
+      runners["transformers"] = peer_torch.generate_runner(
+        preset, prompt_tokens, NEW_TOKENS, model=model, device=device
+      )
     seconds = interleaved_medians(runners, suite.repeats, warmup=1)
     for impl in ("jaxlab", "transformers"):
       row = {"batch": batch, "impl": impl, "status": "skipped (--no_peer)"}

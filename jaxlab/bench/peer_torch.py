@@ -61,11 +61,16 @@ def train_runner(preset: BenchPreset, tokens: np.ndarray) -> Runner:
   return once
 
 
-def generate_runner(preset: BenchPreset, prompts: np.ndarray, new_tokens: int) -> Runner:
-  """Greedy `generate` with the KV cache, forced to produce exactly `new_tokens` per row."""
+def generate_runner(
+  preset: BenchPreset, prompts: np.ndarray, new_tokens: int, model=None, device: str = "cpu"
+) -> Runner:
+  """Greedy `generate` with the KV cache, forced to produce exactly `new_tokens` per row; on
+  `model` (already on `device`) when given, else a fresh CPU model of `preset`'s shapes. On
+  CUDA each call ends with a device sync, so the time covers the work."""
   torch, _ = _require()
-  model = build_model(preset).eval()
-  input_ids = torch.from_numpy(prompts.astype(np.int64))
+  if model is None:
+    model = build_model(preset).eval()
+  input_ids = torch.from_numpy(prompts.astype(np.int64)).to(device)
 
   def once():
     with torch.inference_mode():
@@ -78,5 +83,7 @@ def generate_runner(preset: BenchPreset, prompts: np.ndarray, new_tokens: int) -
         use_cache=True,
         pad_token_id=0,
       )
+    if device == "cuda":
+      torch.cuda.synchronize()
 
   return once
