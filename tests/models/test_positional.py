@@ -10,6 +10,8 @@ from jaxlab.models.positional import (
   grid_coordinates,
   log_relative_bias,
   min_gray_bits,
+  rope_tables,
+  rotate,
 )
 
 
@@ -53,6 +55,63 @@ def test_position_codes_1d_and_2d():
   np.testing.assert_array_equal(codes_2d[5], [0, 1, 1, 1])  # row 1 -> G=01, column 2 -> G=11
   with pytest.raises(ValueError):
     grid_coordinates((6,), two_d=True)
+
+
+def test_2d_grid_coordinates_are_row_major_row_then_column():
+  coordinates = grid_coordinates((2, 3), two_d=True)
+  np.testing.assert_array_equal(coordinates, [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]])
+  # 2 bits per axis: G(0) = 00, G(1) = 01, G(2) = 11; each row is [G(row) || G(column)].
+  codes = gray_position_codes(coordinates, 2)
+  expected = [
+    [0, 0, 0, 0],  # (0, 0)
+    [0, 0, 0, 1],  # (0, 1)
+    [0, 0, 1, 1],  # (0, 2)
+    [0, 1, 0, 0],  # (1, 0)
+    [0, 1, 0, 1],  # (1, 1)
+    [0, 1, 1, 1],  # (1, 2)
+  ]
+  np.testing.assert_array_equal(codes, expected)
+  # A 3 x 2 grid: token 1 is (row 0, column 1) -> [00 || 01], token 2 is (1, 0) -> [01 || 00].
+  tall = gray_position_codes(grid_coordinates((3, 2), two_d=True), 2)
+  np.testing.assert_array_equal(tall[1], [0, 0, 0, 1])
+  np.testing.assert_array_equal(tall[2], [0, 1, 0, 0])
+  np.testing.assert_array_equal(tall[5], [1, 1, 0, 1])  # (2, 1)
+
+
+def test_rope_rotates_each_half_split_pair_by_position_times_frequency():
+  """head_dim 4, theta 100: pair i = (x[i], x[i + 2]) turns by p * 100^(-2i/4), i.e. by p and
+  p / 10 radians; (a, b) -> (a cos - b sin, a sin + b cos), counter-clockwise."""
+  cos, sin = rope_tables(jnp.array([[0, 3]]), head_dim=4, theta=100.0)
+  assert cos.shape == sin.shape == (1, 2, 1, 2)
+  np.testing.assert_allclose(cos[0, :, 0], [[1, 1], [np.cos(3.0), np.cos(0.3)]], rtol=1e-6)
+  np.testing.assert_allclose(sin[0, :, 0], [[0, 0], [np.sin(3.0), np.sin(0.3)]], atol=1e-7)
+  x = jnp.broadcast_to(jnp.array([1.0, 2.0, 3.0, 4.0]), (1, 2, 1, 4))
+  out = rotate(x, cos, sin)
+  np.testing.assert_allclose(out[0, 0, 0], [1, 2, 3, 4], rtol=1e-6)  # position 0: no turn
+  c3, s3, c03, s03 = np.cos(3.0), np.sin(3.0), np.cos(0.3), np.sin(0.3)
+  expected = [1 * c3 - 3 * s3, 2 * c03 - 4 * s03, 1 * s3 + 3 * c3, 2 * s03 + 4 * c03]
+  np.testing.assert_allclose(out[0, 1, 0], expected, rtol=1e-5, atol=1e-6)
+  # (1, 0) in pair 0 at angle 3: (cos 3, sin 3) -- the sine lands in the second half, positive.
+  unit = rotate(jnp.array([1.0, 0.0, 0.0, 0.0])[None, None, None], cos[:, 1:], sin[:, 1:])
+  np.testing.assert_allclose(unit[0, 0, 0], [c3, 0, s3, 0], atol=1e-6)
+
+
+def test_rope_dot_products_depend_only_on_the_offset():
+  """q . k after RoPE at (p, p') equals q . k at (p + s, p' + s)."""
+  rng = np.random.RandomState(0)
+  q, k = (jnp.asarray(rng.randn(1, 1, 1, 8).astype(np.float32)) for _ in range(2))
+
+  def score(p, p_prime):
+    cos, sin = rope_tables(jnp.array([[p, p_prime]]), head_dim=8)
+    rq = rotate(q, cos[:, :1], sin[:, :1])
+    rk = rotate(k, cos[:, 1:], sin[:, 1:])
+    return float(jnp.sum(rq * rk))
+
+  for p, p_prime in [(0, 3), (5, 2), (7, 7)]:
+    base = score(p, p_prime)
+    for shift in (1, 4, 11):
+      np.testing.assert_allclose(score(p + shift, p_prime + shift), base, rtol=1e-4, atol=1e-5)
+  assert abs(score(0, 3) - score(0, 0)) > 1e-3  # the offset does matter
 
 
 @pytest.mark.parametrize("length,bits", [(1, 1), (2, 1), (16, 4), (17, 5), (32, 5), (33, 6)])

@@ -64,6 +64,19 @@ def test_kv_cache_decode_matches_full_forward():
   assert int(cache["index"]) == tokens.shape[1]
 
 
+def test_shifting_every_position_leaves_the_logits_unchanged():
+  """RoPE on both queries and keys makes attention see only position offsets: the same tokens at
+  positions 0..11 and 37..48 give the same logits; a different order of positions does not."""
+  tokens, variables = _init()
+  forward = jax.jit(lambda positions: Transformer(CFG).apply(params, tokens, None, positions)[0])
+  params = nn.unbox(variables)
+  positions = jnp.broadcast_to(jnp.arange(12), (2, 12))
+  base = forward(positions)
+  np.testing.assert_allclose(forward(positions + 37), base, atol=1e-4)
+  spread = forward(3 * positions)
+  assert np.abs(np.asarray(spread - base)).max() > 1e-3
+
+
 def test_packed_documents_do_not_see_each_other():
   tokens, variables = _init()
   model, params = Transformer(CFG), nn.unbox(variables)

@@ -1,9 +1,14 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.experiments.lm_pretrain import build_trainer
+from jaxlab.objectives.base import LossOutput
+from jaxlab.train.state import TrainState
+from jaxlab.train.step import make_train_step
 from tests.train.helpers import random_batch, tiny_config
 
 
@@ -84,6 +89,47 @@ def test_gradient_accumulation_matches_the_large_batch(microbatches, make_batch)
     acc_state.params,
     big_state.params,
   )
+
+
+def _linear_objective(params, model_state, frozen, batch, rng, train):
+  """loss_sum = sum(weight * (w + 1) * x): at w = 0 both the loss and d loss / d w are the
+  weighted sum of x."""
+  del frozen, rng, train
+  weighted = batch["weights"] * batch["x"]
+  loss_sum = jnp.sum(weighted * (params["w"] + 1.0))
+  metrics = {"x_sum": jnp.sum(weighted)}
+  return LossOutput(loss_sum, jnp.sum(batch["weights"]), metrics, model_state)
+
+
+@pytest.mark.parametrize("microbatches", [1, 2, 4])
+def test_accumulation_divides_the_summed_loss_by_the_total_weight(microbatches):
+  """Microbatches of very different token weight: the gradient is sum(w x) / sum(w) over the
+  whole batch, never the mean of per-microbatch means.
+
+  Microbatch m takes rows m, m + M, ...; with M = 2 it is rows {0, 2} (w.x = 2 + 2, weight 4,
+  mean 1) and rows {1, 3} (w.x = 3 + 0, weight 1 + 0, mean 3). The whole batch: 7 / 5 = 1.4,
+  whereas averaging the means would give (1 + 3) / 2 = 2 (and M = 4: (1 + 3 + 1 + 0) / 4)."""
+  batch = {
+    "x": np.array([[1, 1], [3, 5], [1, 1], [2, 7]], np.float32),
+    "weights": np.array([[1, 1], [1, 0], [1, 1], [0, 0]], np.float32),
+  }
+  tx = optax.sgd(1.0)
+  params = {"w": jnp.zeros((), jnp.float32)}
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    rng=jax.random.key(0),
+    model_state={},
+    frozen={},
+  )
+  step = jax.jit(make_train_step(_linear_objective, tx, optax.constant_schedule(1.0), microbatches))
+  new, metrics = step(state, batch)
+  assert float(metrics["weight"]) == 5.0
+  np.testing.assert_allclose(float(metrics["loss"]), 1.4, rtol=1e-6)
+  np.testing.assert_allclose(float(metrics["grad_norm"]), 1.4, rtol=1e-6)
+  np.testing.assert_allclose(float(metrics["x_sum"]), 1.4, rtol=1e-6)
+  np.testing.assert_allclose(float(new.params["w"]), -1.4, rtol=1e-6)  # w - lr * grad
 
 
 def test_fused_linear_cross_entropy_matches_full_logits():
