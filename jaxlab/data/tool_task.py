@@ -51,6 +51,7 @@ measures names spelled outside the vocabulary, and swapped whether descriptions 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import string
 from collections.abc import Callable, Iterable, Sequence
@@ -513,6 +514,7 @@ def trajectory_record(trajectory: Trajectory) -> dict[str, Any]:
   }
 
 
+@functools.cache
 def vocabulary() -> tuple[str, ...]:
   """Every word of the task's canonical text, sorted: the word list of a `WordTokenizer`, so
   canonical names, values and results are whole tokens while noisy names spell out in bytes.
