@@ -16,3 +16,28 @@ jax.config.update(
 )
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _libtpu_installed() -> bool:
+  import importlib.util
+
+  return importlib.util.find_spec("libtpu") is not None
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+    "markers", "needs_libtpu: compiles for a TPU slice through libtpu (the `tpu` extra)"
+  )
+
+
+def pytest_collection_modifyitems(config, items):
+  """Tests marked `needs_libtpu` run wherever libtpu is installed (CI installs it) and elsewhere
+  skip with the reason, which `-rs` prints in the summary."""
+  if _libtpu_installed():
+    return
+  import pytest
+
+  skip = pytest.mark.skip(reason="needs libtpu to compile for a TPU slice: pip install -e '.[tpu]'")
+  for item in items:
+    if "needs_libtpu" in item.keywords:
+      item.add_marker(skip)

@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from jaxlab.bench.presets import get_preset
 from jaxlab.bench.sample import jaxlab_decode_runner, prompts
 from jaxlab.bench.timing import interleaved_medians, markdown_table
@@ -35,6 +37,7 @@ def test_markdown_table():
   assert table.splitlines() == ["| impl | x |", "|---|---|", "| a | 1.235 |"]
 
 
+@pytest.mark.needs_libtpu
 def test_kernels_compile_for_a_tpu_topology_from_this_machine(tmp_path):
   out = tmp_path / "aot.json"
   result = subprocess.run(

@@ -174,6 +174,7 @@ def test_launch_finds_the_study_and_refuses_a_bad_config_in_one_line(tmp_path):
   assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.needs_libtpu
 def test_reduced_7b_dry_run_compiles_sft_and_ppo_for_v5p_128(tmp_path):
   """The 7B config on v5p-128 (64 chips, FSDP), made one layer of width 512 with a 4,096-token
   vocabulary and rows of 256 tokens, so that both steps compile in seconds rather than minutes."""

@@ -1,8 +1,6 @@
 """Compile checks from CPU: Mosaic kernels through libtpu for a TPU topology, Triton lowering
 for CUDA, and the target switch."""
 
-import importlib.util
-
 import pytest
 
 from jaxlab.kernels.aot import aot_tpu_check, gpu_lowering_check, kernel_cases
@@ -11,7 +9,7 @@ from jaxlab.kernels.dispatch import resolve_target
 ALL_KERNELS = [name for name, _, _ in kernel_cases("tpu")]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs libtpu")
+@pytest.mark.needs_libtpu
 # conftest's persistent cache holds these TPU executables, but a compile-only client cannot load
 # them back; jax then warns and compiles again.
 @pytest.mark.filterwarnings("ignore:Error reading persistent compilation cache")

@@ -13,7 +13,7 @@ from jaxlab.kernels.xnor_attention_reference import (
   xnor_attention,
   xnor_attention_scores,
 )
-from jaxlab.models.positional import gray_code, gray_position_codes, grid_coordinates
+from jaxlab.models.positional import gray_position_codes, grid_coordinates
 from jaxlab.models.spiking import Spikformer, SpikformerConfig, SpikingDense
 
 RNG = np.random.RandomState(0)
@@ -94,15 +94,22 @@ def test_xnor_scores_count_matching_bits():
 
 @pytest.mark.parametrize("grid,two_d", [((16,), False), ((4, 4), True)])
 def test_gray_pe_concatenation_is_xnor_plus_relative_bias(grid, two_d):
-  """XNOR([q || G(i)], [k || G(j)]) = XNOR(q, k) + nb - Hamming(G(i), G(j)) (per axis in 2D)."""
+  """XNOR([q || G(i)], [k || G(j)]) = XNOR(q, k) + nb - Hamming(G(i), G(j)) (per axis in 2D),
+  with token i at row i // 4, column i % 4 on the 4x4 grid (row-major), written out by hand."""
   bits = 5
-  coords = grid_coordinates(grid, two_d)
-  codes = gray_position_codes(coords, bits)
-  length = codes.shape[0]
-  q, k, v = _binary(3, length, 8), _binary(3, length, 8), _binary(3, length, 8)
-  gray = gray_code(jnp.asarray(coords))
-  hamming = jax.lax.population_count(gray[:, None, :] ^ gray[None, :, :]).sum(-1)
-  bias = codes.shape[1] - hamming
+  coords = [(i // 4, i % 4) for i in range(16)] if two_d else [(i,) for i in range(16)]
+  gray = lambda n: n ^ (n >> 1)
+  hamming = np.array(
+    [
+      [sum(bin(gray(a) ^ gray(b)).count("1") for a, b in zip(ci, cj)) for cj in coords]
+      for ci in coords
+    ]
+  )
+  bias = len(coords[0]) * bits - hamming
+  codes = gray_position_codes(grid_coordinates(grid, two_d), bits)
+  bits_of = lambda coord: [int(b) for axis in coord for b in format(gray(axis), f"0{bits}b")]
+  np.testing.assert_array_equal(codes, [bits_of(coord) for coord in coords])
+  q, k, v = _binary(3, 16, 8), _binary(3, 16, 8), _binary(3, 16, 8)
   concatenated = xnor_attention_scores(
     append_position_codes(q, codes), append_position_codes(k, codes)
   )

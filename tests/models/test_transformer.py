@@ -159,7 +159,9 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert logits.dtype == jnp.bfloat16
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nn.unbox(variables)))
   full, _ = Transformer(CFG).apply(nn.unbox(variables), tokens)
-  np.testing.assert_allclose(logits.astype(jnp.float32), full, atol=0.05)
+  error = np.abs(np.asarray(logits, np.float32) - np.asarray(full)).max()
+  # Measured 0.0033 on logits of std 0.11; bf16 matmuls must leave some error, and not much.
+  assert 0 < error < 0.01
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,7 @@ def test_parse_topology_rejects_bad_names(name, problem):
   assert problem in message and repr(name) in message and "\n" not in message
 
 
+@pytest.mark.needs_libtpu
 def test_topology_devices_are_cached_tpu_devices():
   devices = topology_devices("v5e-8")
   assert len(devices) == 8 and {d.platform for d in devices} == {"tpu"}
@@ -107,6 +108,7 @@ def test_missing_libtpu_asks_for_the_tpu_extra(monkeypatch):
     topology_devices("v4-8")
 
 
+@pytest.mark.needs_libtpu
 def test_loading_libtpu_prints_nothing():
   code = (
     "from jaxlab.parallel.topology import topology_devices;"
@@ -138,6 +140,7 @@ def _data_parallel_matmul_bytes(mesh: Mesh, x_spec: P) -> int:
   return compiled_memory_per_device(compiled)
 
 
+@pytest.mark.needs_libtpu
 @pytest.mark.parametrize("name, shape", [("v5e-8", (8,)), ("v5p-128", (64,))])
 def test_sharding_shrinks_compiled_memory_per_device(name, shape):
   mesh = auto_mesh(topology_devices(name), shape, ("data",))
@@ -150,6 +153,7 @@ def test_sharding_shrinks_compiled_memory_per_device(name, shape):
   assert 2 * x_bytes / len(mesh.devices.flat) + w_bytes <= sharded < replicated / 4
 
 
+@pytest.mark.needs_libtpu
 def test_donated_buffers_count_once():
   mesh = auto_mesh(topology_devices("v5e-8"), (8,), ("data",))
   sharding = NamedSharding(mesh, P("data", None))
@@ -184,6 +188,7 @@ class _MLP(nn.Module):
     )(x)
 
 
+@pytest.mark.needs_libtpu
 def test_flax_mlp_train_step_compiles_for_v5p_128():
   mesh = auto_mesh(topology_devices("v5p-128"), (16, 4), ("data", "model"))
   model = _MLP(hidden=2048, out=512)

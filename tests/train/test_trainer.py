@@ -110,10 +110,20 @@ def test_resumed_run_does_not_log_redone_steps_twice(tmp_path):
 
 
 def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
+  """A checkpoint written on data=8 restores onto data=2 x fsdp=2 x tensor=2 with the values the
+  training run held in memory at its last step (params and optimizer state)."""
   workdir = str(tmp_path / "run")
   config = tiny_config(steps=3)
   config.mesh.update(data=8)
-  lm_pretrain.run(config, workdir, jax.devices())
+  trainer = lm_pretrain.build_trainer(config, workdir, jax.devices())
+  trained = {}
+
+  def keep(state, step):
+    trained.update(step=step, state=jax.device_get(state))
+
+  trainer.add_hook(keep, every=0, at_end=True)
+  trainer.run()
+  assert trained["step"] == 3
   other = tiny_config(steps=3)
   other.mesh.update(data=2, fsdp=2, tensor=2)
   other_trainer = lm_pretrain.build_trainer(other, workdir, with_data=False)
@@ -121,8 +131,13 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
   assert int(state.step) == 3
   restored = state.params["layers"]["mlp"]["w_gate"]
   assert restored.sharding == other_trainer.state_sharding.params["layers"]["mlp"]["w_gate"]
-  original = final_state(workdir, lm_pretrain.build_trainer(config, workdir, with_data=False))
-  assert_trees_equal(state.params, original.params)
+  assert len(restored.sharding.device_set) == 8
+  assert_trees_equal(state.params, trained["state"].params)
+  assert_trees_equal(state.opt_state, trained["state"].opt_state)
+  initial = jax.device_get(other_trainer.create_state().params)
+  assert not np.array_equal(
+    initial["layers"]["mlp"]["w_gate"], trained["state"].params["layers"]["mlp"]["w_gate"]
+  )
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -151,8 +166,19 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   assert process.returncode == 0, err.decode()[-2000:]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["preempted"] and 3 <= summary["step"] < 5000
+  stopped = summary["step"]
   steps = [int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit()]
-  assert steps == [summary["step"]]
+  assert steps == [stopped]
+  # The same command, now 2 steps longer, restarts from the checkpoint written at SIGTERM.
+  command[command.index("configs/smi_tiny.py:steps=5000")] = (
+    f"configs/smi_tiny.py:steps={stopped + 2}"
+  )
+  again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert f"at step {stopped}" in again.stderr and "resumed from" in again.stderr
+  resumed = json.loads((workdir / "summary.json").read_text())
+  assert resumed["step"] == stopped + 2 and not resumed.get("preempted")
+  assert sorted(logged(str(workdir))) == list(range(1, stopped + 3))
 
 
 def test_memory_preflight_refuses_a_step_that_cannot_fit(tmp_path, monkeypatch):
