@@ -13,8 +13,8 @@ if [ $# -lt 4 ]; then
 fi
 tpu=$1 zone=$2 config=$3 workdir=$4
 shift 4
-overrides=$(printf ' %q' "$@")
-remote="cd ~/jaxlab && .venv/bin/python -m jaxlab.launch --config ${config} --workdir ${workdir}${overrides}"
+# Quoted for the remote shell; no overrides adds nothing (printf ' %q' alone would add '').
+remote="cd ~/jaxlab && .venv/bin/python -m jaxlab.launch$(printf ' %q' --config "$config" --workdir "$workdir" "$@")"
 if [ "${SETUP:-0}" = 1 ]; then
   remote="cd ~/jaxlab && make install && ${remote#cd ~/jaxlab && }"
 fi
