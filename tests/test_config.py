@@ -75,7 +75,18 @@ def test_wrong_type_is_one_line(key, raw):
 
 
 def test_flat_keys():
-  assert "model.d_model" in flat_keys(_config()) and "model" not in flat_keys(_config())
+  assert sorted(flat_keys(_config())) == [
+    "flag",
+    "lr",
+    "maybe",
+    "model.d_model",
+    "model.dtype",
+    "name",
+    "seed",
+    "shape",
+  ]
+  nested = ml_collections.ConfigDict(dict(a=ml_collections.ConfigDict(dict(b=dict(c=1), d=2))))
+  assert sorted(flat_keys(nested)) == ["a.b.c", "a.d"]
 
 
 def test_parse_arg():

@@ -14,12 +14,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_jaxlab_sides_of_the_benchmarks_run():
-  preset = get_preset("tiny")
+  preset = get_preset("tiny")  # d 256, 4 layers, 4 heads of 64 (2 kv), d_ff 688, vocab 512
   train_step, flops_per_token = jaxlab_train_runner(preset, random_tokens(preset))
   decode = jaxlab_decode_runner(preset, prompts(preset))
   seconds = interleaved_medians({"train": train_step, "decode": decode}, repeats=1, warmup=0)
-  row = train_row(preset, seconds["train"], flops_per_token)
-  assert row["tokens_per_s"] > 0 and row["tflops_per_device"] > 0 and seconds["decode"] > 0
+  assert seconds["train"] > 0 and seconds["decode"] > 0
+  matmul_params = 4 * (256 * 64 * (2 * 4 + 2 * 2) + 3 * 256 * 688) + 256 * 512
+  assert flops_per_token == 6 * matmul_params + 6 * 4 * 4 * 64 * 256
+  row = train_row(preset, 2.0, flops_per_token)  # a 2-second step of 8 x 256 tokens
+  assert row["step_s"] == 2.0 and row["tokens_per_s"] == 1024
+  assert row["tflops_per_device"] == 1024 * flops_per_token / 1e12
 
 
 def test_interleaved_medians_alternate_rounds_and_skip_each_rounds_first_call():

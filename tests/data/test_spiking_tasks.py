@@ -58,6 +58,19 @@ def test_forecast_windows_split_chronologically_and_standardize():
 def test_sunspots_ship_with_statsmodels():
   series = load_series("sunspots")
   assert series.shape == (309,) and np.isfinite(series).all()
+  # Yearly means from 1700 (Wolf numbers): the first years and the 1957 maximum.
+  assert series[:5].tolist() == [5.0, 11.0, 16.0, 23.0, 36.0]
+  assert series.max() == 190.2 and series.argmax() == 1957 - 1700
+
+
+def test_co2_gaps_are_interpolated_linearly():
+  series = load_series("co2")
+  # 2284 weekly values, 59 of them missing in statsmodels' copy: filled, none dropped.
+  assert series.shape == (2284,) and np.isfinite(series).all()
+  # Value 6 is missing between 316.9 and 317.5; values 9-13, five in a row, between 317.9
+  # (value 8) and 315.8 (value 14).
+  np.testing.assert_allclose(series[5:8], [316.9, 317.2, 317.5], rtol=1e-12)
+  np.testing.assert_allclose(series[8:15], np.linspace(317.9, 315.8, 7), rtol=1e-12)
 
 
 def test_patchify_is_row_major_over_patches():

@@ -20,26 +20,50 @@ def _data_cfg(**overrides):
 
 
 def test_digits_is_the_default_and_deterministic():
+  from sklearn.datasets import load_digits
+
   train, test = vision.load_images(_data_cfg())
   again, _ = vision.load_images(_data_cfg())
   assert train.images.shape[1:] == (8, 8, 1) and len(train.labels) + len(test.labels) == 1797
   np.testing.assert_array_equal(train.labels, again.labels)
+  # Pixels are sklearn's 0..16 counts over 16, and the split is stratified: round(20%) per class.
+  bunch = load_digits()
+  for split in (train, test):
+    assert split.images.dtype == np.float32 and split.labels.dtype == np.int32
+    assert set(np.unique(split.images * 16).tolist()) <= set(range(17))
+  assert train.images.max() == 1.0 and train.images.min() == 0.0
+  per_class = np.bincount(bunch.target)
+  np.testing.assert_array_equal(np.bincount(test.labels), np.round(0.2 * per_class))
+  np.testing.assert_array_equal(np.bincount(train.labels) + np.bincount(test.labels), per_class)
+  # Every image keeps its own label: the first training image of each class is one of sklearn's.
+  for label in range(10):
+    image = train.images[train.labels == label][0, ..., 0] * 16
+    matches = (bunch.images == image).all((1, 2))
+    assert matches.any() and set(bunch.target[matches]) == {label}
 
 
 def test_npz_file_is_read_and_scaled(tmp_path):
   rng = np.random.RandomState(0)
   path = tmp_path / "mnist.npz"
+  x_train = rng.randint(0, 256, (6, 28, 28)).astype(np.uint8)
+  x_train[0, 0, :3] = [0, 51, 255]
+  x_test = rng.randint(0, 256, (4, 28, 28)).astype(np.uint8)
   np.savez(
     path,
-    x_train=rng.randint(0, 256, (6, 28, 28), dtype=np.uint8),
-    y_train=np.arange(6),
-    x_test=rng.randint(0, 256, (4, 28, 28), dtype=np.uint8),
-    y_test=np.arange(4),
+    x_train=x_train,
+    y_train=np.array([9, 3, 3, 0, 7, 1]),
+    x_test=x_test,
+    y_test=np.array([[2], [8], [5], [2]]),  # labels as a column, as Keras ships CIFAR-10's
   )
   train, test = vision.load_images(_data_cfg(name="mnist", npz_path=str(path)))
   assert train.images.shape == (6, 28, 28, 1) and test.images.shape == (4, 28, 28, 1)
-  assert train.images.dtype == np.float32 and 0.0 <= train.images.min() <= train.images.max() <= 1.0
-  assert test.labels.dtype == np.int32
+  assert train.images.dtype == test.images.dtype == np.float32
+  # Pixels are byte / 255, in file order (no shuffling, train from x_train, test from x_test).
+  assert train.images[0, 0, :3, 0].tolist() == [0.0, np.float32(0.2), 1.0]
+  np.testing.assert_allclose(train.images[..., 0], x_train / 255.0, rtol=1e-7, atol=0)
+  np.testing.assert_allclose(test.images[..., 0], x_test / 255.0, rtol=1e-7, atol=0)
+  assert train.labels.dtype == test.labels.dtype == np.int32
+  assert train.labels.tolist() == [9, 3, 3, 0, 7, 1] and test.labels.tolist() == [2, 8, 5, 2]
 
 
 def test_npz_with_wrong_image_shape_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """The `dll` experiment: config args, validation errors, tiny runs, resume, and one launch."""
 
 import json
+import math
 import os
 import re
 import shutil
@@ -8,9 +9,11 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from jaxlab.config import ConfigError, apply_overrides, load_config
+from jaxlab.data import char_tasks
 from jaxlab.experiments import dll
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -110,28 +113,51 @@ def test_mlp_run_writes_summary_and_resumes_exactly(tmp_path):
   assert [row["step"] for row in _read_metrics(tmp_path)] == [22, 44]
 
 
-@pytest.mark.parametrize(
-  "spec,overrides",
-  [
-    ("configs/dll_cnn.py:dll", {"model.channels": "(4, 4, 4)", "model.hidden": "(8,)"}),
-    (
-      "configs/dll_rnn.py:dll_fa",
-      {"model.hidden": 16, "data.max_chars": 4000, "data.validation_fraction": 0.1},
-    ),
-  ],
-)
-def test_cnn_and_rnn_runs(tmp_path, spec, overrides):
-  config = _config(spec, **{"train.epochs": 1, **overrides})
-  summary = dll.run(config, str(tmp_path))
-  assert 0.0 < summary["test_accuracy"] <= 1.0
-  assert ("validation_accuracy" in summary) == ("data.validation_fraction" in overrides)
+def test_cnn_learns_digits_in_one_epoch(tmp_path):
+  # Batch 16 and a higher rate: 89 small DLL steps take a tiny CNN well above chance (seeded:
+  # test accuracy 0.31, loss 2.06 against 0.1 and ln 10 = 2.30 at chance).
+  overrides = {
+    "model.channels": "(4, 4, 4)",
+    "model.hidden": "(8,)",
+    "train.epochs": 1,
+    "train.batch_size": 16,
+    "optimizer.lr": 0.03,
+  }
+  summary = dll.run(_config("configs/dll_cnn.py:dll", **overrides), str(tmp_path))
+  assert summary["steps_per_epoch"] == 1437 // 16 and "validation_accuracy" not in summary
+  assert summary["test_accuracy"] > 0.2, summary
+  assert summary["test_loss"] < math.log(10) - 0.1, summary
+
+
+def test_rnn_beats_the_most_frequent_character_on_held_out_text(tmp_path):
+  overrides = {
+    "model.hidden": 16,
+    "data.max_chars": 4000,
+    "data.validation_fraction": 0.1,
+    "train.epochs": 3,
+    "train.batch_size": 8,
+    "optimizer.lr": 0.03,
+  }
+  summary = dll.run(_config("configs/dll_rnn.py:dll_fa", **overrides), str(tmp_path))
+  # 124 windows of 32 characters: 12 test, 11 of the other 112 held out for validation.
+  assert summary["steps_per_epoch"] == (112 - 11) // 8
+  _, test = char_tasks.load_char_task(32, 4000, 0.1)
+  # Always guessing the most frequent character (a space) scores 0.17 on the test text; the RNN
+  # must use the preceding characters to do better (seeded: 0.25 test, 0.22 validation).
+  most_frequent = np.bincount(test.targets.ravel()).max() / test.targets.size
+  assert summary["test_accuracy"] > most_frequent + 0.04, summary
+  assert summary["validation_accuracy"] > most_frequent + 0.02, summary
 
 
 def test_dry_run_compiles_without_data(tmp_path):
   config = _config("configs/dll_mlp.py:dll", **{"data.name": "cifar10"})
   dll.validate(config, dry_run=True)
   result = dll.dry_run(config, str(tmp_path))
-  assert result["params"] > 0 and json.loads((tmp_path / "dry_run.json").read_text()) == result
+  assert json.loads((tmp_path / "dry_run.json").read_text()) == result
+  # CIFAR-10 inputs (32 * 32 * 3 = 3072) through the 256-128-64 MLP to 10 classes, no biases;
+  # every layer holds W and a feedback matrix Theta of the same shape.
+  weights = 3072 * 256 + 256 * 128 + 128 * 64 + 64 * 10
+  assert (result["method"], result["model"], result["params"]) == ("dll", "mlp", 2 * weights)
 
 
 def test_launch_end_to_end(tmp_path):

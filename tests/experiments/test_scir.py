@@ -10,6 +10,7 @@ import jax
 import pytest
 
 from jaxlab.config import ConfigError, load_config
+from jaxlab.data.letter_task import LetterTask
 from jaxlab.experiments import lm_pretrain, scir
 from jaxlab.train.metrics import json_safe
 from tests.train.helpers import tiny_config
@@ -47,6 +48,8 @@ def test_every_round_writes_its_data_and_the_study_its_report(uninterrupted):
   workdir, summary = uninterrupted
   config = smoke_config()
   iterations = config.rounds.iterations
+  task = LetterTask(config.task.alphabet, config.task.length)
+  truths = []
   for method in config.methods:
     assert len(summary["table"][method]) == iterations + 1  # M_0 .. M_T
     for t in range(iterations):
@@ -56,14 +59,24 @@ def test_every_round_writes_its_data_and_the_study_its_report(uninterrupted):
       pairs = _read_jsonl(os.path.join(round_dir, "pairs.jsonl"))
       assert len(prompts) == len(samples) == config.task.train_prompts
       assert all(len(s["responses"]) == config.rounds.samples_per_prompt for s in samples)
+      for prompt, sample in zip(prompts, samples):
+        assert sample["prompt"] == prompt["prompt"] and prompt["prompt"] in task.PROMPTS
+        assert sample["scores"] == [task.score(prompt["prompt"], x) for x in sample["responses"]]
       for pair in pairs:
-        texts = samples[pair["prompt_index"]]["responses"]
+        sample = samples[pair["prompt_index"]]
+        texts = sample["responses"]
         assert texts[pair["first"]] != texts[pair["second"]]
         assert 0 < pair["p_implicit"] < 1 and 0 < pair["p_judge"] < 1
-        assert pair["truth"] in (-1, 0, 1)
+        # +1 when the first response holds more of the asked letters, -1 when fewer.
+        first = task.score(sample["prompt"], texts[pair["first"]])
+        second = task.score(sample["prompt"], texts[pair["second"]])
+        assert pair["truth"] == (first > second) - (first < second)
         assert pair["agree"] == ((pair["p_implicit"] - 0.5) * (pair["p_judge"] - 0.5) > 0)
+      truths.extend(pair["truth"] for pair in pairs)
       done = json.loads(open(os.path.join(round_dir, "eval.json")).read())
       assert set(done["model"]) >= {"score", "win_rate", "agreement", "irm_accuracy"}
+  # Some pairs had a known better response (most smoke samples are malformed, so most are ties).
+  assert any(truths), truths
   results = json.loads(open(os.path.join(workdir, "results.json")).read())
   assert set(results["results"]) == set(config.methods)
   report = open(os.path.join(workdir, "report.md")).read()

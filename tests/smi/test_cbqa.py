@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from jaxlab.eval.run_loading import load_run
@@ -61,21 +62,54 @@ def test_accuracy_counts_substring_hits_per_triple(run_dir):
   assert acc == again  # seeded
 
 
+def _counts_row(subj, rel, obj, n_both):
+  return {
+    "subj": subj,
+    "rel": rel,
+    "obj": obj,
+    "n_docs": 10,
+    "n_subj": 3,
+    "n_obj": 4,
+    "n_both": n_both,
+  }
+
+
 def test_merge_counts_joins_on_the_triple(tmp_path):
+  # Each row matches one triple in two of its three fields only, except the Mizu row.
   counts = [
-    {"subj": "Mizu", "rel": "born", "obj": "Ro", "n_docs": 10, "n_subj": 3, "n_obj": 2, "n_both": 1}
+    _counts_row("Kobara", "capital", "Ro", 2),
+    _counts_row("Kobara", "born", "Tel", 3),
+    _counts_row("Mizu", "capital", "Ro", 4),
+    _counts_row("Mizu", "born", "Ro", 1),
+    _counts_row("Kobara", "capital", "Telos", 5),
   ]
   path = tmp_path / "counts.jsonl"
   path.write_text("".join(json.dumps(row) + "\n" for row in counts))
   records = merge_counts(TRIPLES, [0.5, 0.25], str(path))
-  assert records[0] == {"subj": "Kobara", "rel": "capital", "obj": "Tel", "acc": 0.5}  # no counts
-  assert records[1] == {**counts[0], "acc": 0.25}
-  assert merge_counts(TRIPLES, [0.5, 0.25], None)[1] == {
-    "subj": "Mizu",
-    "rel": "born",
-    "obj": "Ro",
-    "acc": 0.25,
-  }
+  assert records == [
+    {"subj": "Kobara", "rel": "capital", "obj": "Tel", "acc": 0.5},  # no counts row of its own
+    {
+      "subj": "Mizu",
+      "rel": "born",
+      "obj": "Ro",
+      "n_docs": 10,
+      "n_subj": 3,
+      "n_obj": 4,
+      "n_both": 1,
+      "acc": 0.25,
+    },
+  ]
+  # Records follow the triples, not the counts file; accuracies become plain floats.
+  flipped = merge_counts(TRIPLES[::-1], np.array([0.75, 1]), str(path))
+  assert [(r["subj"], r.get("n_both"), r["acc"]) for r in flipped] == [
+    ("Mizu", 1, 0.75),
+    ("Kobara", None, 1.0),
+  ]
+  assert all(type(r["acc"]) is float for r in flipped)
+  assert merge_counts(TRIPLES, [0.5, 0.25], None) == [
+    {"subj": "Kobara", "rel": "capital", "obj": "Tel", "acc": 0.5},
+    {"subj": "Mizu", "rel": "born", "obj": "Ro", "acc": 0.25},
+  ]
 
 
 def test_cli_end_to_end_and_bad_input(run_dir, tmp_path):

@@ -88,6 +88,39 @@ def test_local_counts_equal_naive_reference(corpus):
   assert expected[8]["n_subj"] == 0  # Atlantis
 
 
+def test_counts_by_hand(tmp_path):
+  """The matching rule on four documents counted by hand: a name matches after a space (not at
+  the start of a document), with no right word boundary, once per document however often."""
+  docs = [
+    "Paris is the capital of France",  # France only: no space before Paris
+    "in Paris, France",
+    "a Parisian from France and France",
+    "x New York and York",
+  ]
+  path = tmp_path / "docs.jsonl"
+  path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+  triples = [
+    Triple("Paris", "capital", "France"),
+    Triple("York", "locate", "England"),
+    Triple("New York", "locate", "United States"),
+  ]
+  expected = [
+    {"subj": "Paris", "rel": "capital", "obj": "France", "n_subj": 2, "n_obj": 3, "n_both": 2},
+    {"subj": "York", "rel": "locate", "obj": "England", "n_subj": 1, "n_obj": 0, "n_both": 0},
+    {
+      "subj": "New York",
+      "rel": "locate",
+      "obj": "United States",
+      "n_subj": 1,
+      "n_obj": 0,
+      "n_both": 0,
+    },
+  ]
+  expected = [{**row, "n_docs": 4} for row in expected]
+  assert count_triples(triples, [str(path)], workers=1) == expected
+  assert count_triples_naive(triples, docs) == expected
+
+
 def test_beam_direct_runner_equals_local(corpus, tmp_path):
   from jaxlab.smi.count_beam import count_triples_beam  # pylint: disable=g-import-not-at-top
 

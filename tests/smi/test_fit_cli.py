@@ -1,11 +1,11 @@
 import json
+import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
-
-from jaxlab.smi.fit import fit_records
 
 from .test_metric_fit import RECORDS
 
@@ -29,6 +29,22 @@ def _write(path, records):
   return str(path)
 
 
+def _independent_fit(points):
+  """slope, intercept, R^2, MSE of the group-mean line, by numpy on (x, [accuracies]) groups."""
+  gx = np.array([x for x, _ in points])
+  gy = np.array([np.mean(ys) for _, ys in points])
+  slope, intercept = np.polyfit(gx, gy, 1)
+  r2 = np.corrcoef(gx, gy)[0, 1] ** 2
+  mse = np.mean([np.mean((np.array(ys) - (slope * x + intercept)) ** 2) for x, ys in points])
+  return slope, intercept, r2, mse
+
+
+# RECORDS' kept triples A, B, F, G (worked out in test_metric_fit) have accuracies 0.9, 0.1, 0.7,
+# 0.5; min-max normalized predictors: MI 1, 0, 1, 4/7 and CO-OCCUR 1, 0, 0.5, 0.2. SMI raises MI
+# to 1 + 1/P, P = log2(7e9) for the latest variant and 7 (billions) for v1.
+P = {"latest": math.log2(7e9), "v1": 7.0}
+
+
 @pytest.mark.parametrize("variant", ["latest", "v1"])
 def test_fit_cli_writes_json_table_and_plots(tmp_path, variant):
   records = _write(tmp_path / "records.jsonl", RECORDS)
@@ -36,10 +52,41 @@ def test_fit_cli_writes_json_table_and_plots(tmp_path, variant):
   result = _fit("--records", records, "--params", "7e9", "--variant", variant, "--out", str(out))
   assert result.returncode == 0, result.stderr
   fit = json.loads((out / "fit.json").read_text())
-  assert fit == fit_records(RECORDS, 7e9, variant)  # floats survive JSON exactly
+  assert (fit["n_triples"], fit["n_dropped"]) == (7, 3)
   assert list(fit["methods"]) == ["CO-OCCUR", "MI", "SMI"]
-  assert set(fit["methods"]["MI"]) == {"r2", "mse", "slope", "intercept", "upper_bound", "n_groups"}
-  assert "n_triples=7 n_dropped=3" in result.stdout and "SMI" in result.stdout
+  groups = {
+    "CO-OCCUR": [(0.0, [0.1]), (0.2, [0.5]), (0.5, [0.7]), (1.0, [0.9])],
+    "MI": [(0.0, [0.1]), (4 / 7, [0.5]), (1.0, [0.9, 0.7])],
+    "SMI": [(0.0, [0.1]), ((4 / 7) ** (1 + 1 / P[variant]), [0.5]), (1.0, [0.9, 0.7])],
+  }
+  for method, points in groups.items():
+    slope, intercept, r2, mse = _independent_fit(points)
+    expected = {
+      "slope": slope,
+      "intercept": intercept,
+      "r2": r2,
+      "mse": mse,
+      "upper_bound": slope + intercept,
+    }
+    got = fit["methods"][method]
+    assert got["n_groups"] == len(points) and set(got) == {*expected, "n_groups"}
+    assert {k: got[k] for k in expected} == pytest.approx(expected, rel=1e-9, abs=1e-12), method
+  # MI's group means lie on 0.1 + 0.7 x exactly (hand-worked in test_metric_fit).
+  assert fit["methods"]["MI"]["slope"] == pytest.approx(0.7)
+  # The printed table carries the same numbers.
+  table = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+  for method, row in table.items():
+    f = fit["methods"][method]
+    assert row == [
+      f"{f['r2']:.3f}",
+      f"{f['mse']:.4f}",
+      f"{f['slope']:.3f}",
+      f"{f['intercept']:.3f}",
+      f"{f['upper_bound']:.3f}",
+      str(f["n_groups"]),
+    ]
+  assert table["MI"] == ["1.000", "0.0033", "0.700", "0.100", "0.800", "3"]
+  assert result.stdout.splitlines()[0] == "n_triples=7 n_dropped=3"
   for method in ("CO-OCCUR", "MI", "SMI"):
     assert (out / f"scatter_{method}.png").read_bytes().startswith(b"\x89PNG")
 
