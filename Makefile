@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= workdirs/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-slow lint clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -n auto --maxprocesses 4 tests
+
+# The tests marked slow (minutes each, left out of `make test`): AOT compiles of smi_1p6b and smi_13b.
+test-slow: $(STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -m slow tests
 
 clean:
 	rm -rf $(VENV) workdirs

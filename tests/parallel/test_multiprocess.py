@@ -99,8 +99,8 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path, monkeypat
   lm_pretrain.run(config, one_host, jax.devices()[:2])
 
   outputs = [p.communicate(timeout=300) for p in processes]
-  for process, (_, err) in zip(processes, outputs):
-    assert process.returncode == 0, err[-2000:]
+  for process, (out, err) in zip(processes, outputs):
+    assert process.returncode == 0 and '"preempted": true' not in out, out + err[-2000:]
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
   assert summary["num_devices"] == 2 and summary["step"] == 4
