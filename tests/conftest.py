@@ -28,6 +28,9 @@ def pytest_configure(config):
   config.addinivalue_line(
     "markers", "needs_libtpu: compiles for a TPU slice through libtpu (the `tpu` extra)"
   )
+  config.addinivalue_line(
+    "markers", "slow: minutes each; left out by default (addopts), run by `make test-slow`"
+  )
 
 
 def pytest_collection_modifyitems(config, items):
