@@ -12,7 +12,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,tpu]"
+	# torch's CPU build (the default wheel pulls CUDA libraries), for the transformers checks.
+	$(PY) -m pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,tpu,hf]"
 	touch $(STAMP)
 
 demo: $(STAMP)

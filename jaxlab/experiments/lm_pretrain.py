@@ -109,6 +109,7 @@ class LMSettings:
       microbatches=train.microbatches,
       seed=self.seed,
       max_nonfinite_steps=train.max_nonfinite_steps,
+      init_from=self.checkpoint.init_from,
     )
 
   def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:

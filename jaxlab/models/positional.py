@@ -10,14 +10,36 @@ from jax.typing import ArrayLike
 
 
 def rope_tables(
-  positions: jax.Array, head_dim: int, theta: float = 10000.0
+  positions: jax.Array,
+  head_dim: int,
+  theta: float = 10000.0,
+  llama3_scaling: tuple[float, float, float, int] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """(cos, sin) [B, T, 1, head_dim / 2] in float32 for positions [B, T]: frequencies
-  theta^(-2i/D). Computed once per forward and shared by every layer's queries and keys, since
-  the transcendentals cost more than the rotation itself."""
+  theta^(-2i/D), rescaled by `llama3_scale` when `llama3_scaling` is given. Computed once per
+  forward and shared by every layer's queries and keys, since the transcendentals cost more than
+  the rotation itself."""
   inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+  if llama3_scaling is not None:
+    inv_freq = llama3_scale(inv_freq, *llama3_scaling)
   angles = positions.astype(jnp.float32)[:, :, None] * inv_freq[None, None, :]
   return jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+
+
+def llama3_scale(
+  inv_freq: jax.Array,
+  factor: float,
+  low_freq_factor: float,
+  high_freq_factor: float,
+  original_max_len: int,
+) -> jax.Array:
+  """Llama 3.1's context extension of RoPE frequencies: wavelengths 2 pi / f shorter than
+  original_max_len / high_freq_factor keep their frequency, those longer than
+  original_max_len / low_freq_factor are slowed down by `factor`, and the band between blends
+  the two linearly in original_max_len / wavelength."""
+  ratio = original_max_len * inv_freq / (2 * np.pi)  # original_max_len / wavelength
+  blend = jnp.clip((ratio - low_freq_factor) / (high_freq_factor - low_freq_factor), 0.0, 1.0)
+  return (1.0 - blend) * inv_freq / factor + blend * inv_freq
 
 
 def rotate(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:

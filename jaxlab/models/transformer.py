@@ -46,6 +46,9 @@ class TransformerConfig:
   d_ff: int
   max_seq_len: int = 2048
   rope_theta: float = 10000.0
+  # Llama 3.1 RoPE scaling (factor, low_freq_factor, high_freq_factor, original_max_len), or
+  # None for plain RoPE (positional.llama3_scale).
+  rope_llama3_scaling: tuple[float, float, float, int] | None = None
   norm_eps: float = 1e-5
   tie_embeddings: bool = False
   param_dtype: str = "float32"
@@ -58,6 +61,11 @@ class TransformerConfig:
   attention_query_block: int = 64
   loss_impl: str = "xla"  # xla: full logits; fused: vocabulary-chunked linear + CE kernel
   init_std: float = 0.02
+
+  def __post_init__(self):
+    # A config.json round trip turns the tuple into a list; keep the config hashable.
+    if isinstance(self.rope_llama3_scaling, list):
+      object.__setattr__(self, "rope_llama3_scaling", tuple(self.rope_llama3_scaling))
 
   @property
   def head_dim(self) -> int:
@@ -80,6 +88,8 @@ class TransformerConfig:
       )
     if self.head_dim % 2:
       raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
+    if self.rope_llama3_scaling is not None:
+      _check_llama3_scaling(self.rope_llama3_scaling)
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(
         f"unknown model.remat_policy {self.remat_policy!r}; choose from {sorted(REMAT_POLICIES)}"
@@ -96,6 +106,21 @@ class TransformerConfig:
       raise ValueError(
         f"unknown model.loss_impl {self.loss_impl!r}; choose from {sorted(LOSS_IMPLS)}"
       )
+
+
+def _check_llama3_scaling(scaling: Any) -> None:
+  """Raises ValueError (one line) unless `scaling` is (factor > 0, 0 < low < high, length > 0)."""
+  message = (
+    "model.rope_llama3_scaling must be (factor, low_freq_factor, high_freq_factor, "
+    f"original_max_len) with factor > 0 and 0 < low < high, got {scaling!r}"
+  )
+  if not isinstance(scaling, tuple) or len(scaling) != 4:
+    raise ValueError(message)
+  if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scaling):
+    raise ValueError(message)
+  factor, low, high, original_max_len = scaling
+  if not (factor > 0 and 0 < low < high and original_max_len > 0):
+    raise ValueError(message)
 
 
 def _init(cfg: TransformerConfig, names: tuple[str | None, ...]):
@@ -284,7 +309,7 @@ class Transformer(nn.Module):
     policy = REMAT_POLICIES[cfg.remat_policy]
     if cfg.remat_policy != "none":
       block = nn.remat(DecoderLayer, policy=policy, prevent_cse=False)
-    rope = rope_tables(positions, cfg.head_dim, cfg.rope_theta)
+    rope = rope_tables(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_llama3_scaling)
     shared = (segment_ids, kv_segment_ids, rope, q_index)
     if cfg.scan_layers:
       layers = nn.scan(

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from jaxlab.train.state import TrainState
 
@@ -45,12 +46,29 @@ class CheckpointSettings:
   every: int = 500
   keep: int = 3
   use_async: bool = True
+  # A run directory whose latest parameters start this run when its workdir has no checkpoint
+  # yet (fine-tuning; the optimizer starts fresh). "": a fresh init.
+  init_from: str = ""
 
   def validate(self) -> None:
-    """Raises ValueError (one line) for a cadence or count below 1."""
+    """Raises ValueError (one line) for a cadence or count below 1, or an `init_from` that holds
+    no checkpoint."""
     for name in ("every", "keep"):
       if getattr(self, name) < 1:
         raise ValueError(f"checkpoint.{name} must be at least 1, got {getattr(self, name)}")
+    if self.init_from and not has_checkpoint(self.init_from):
+      raise ValueError(f"checkpoint.init_from {self.init_from}: no checkpoint in that directory")
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether `workdir/checkpoints` holds at least one step directory."""
+  directory = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
+def param_path_name(path: tuple) -> str:
+  """A parameter's pytree key path as `layers/mlp/w_gate`."""
+  return "/".join(str(getattr(k, "key", k)) for k in path)
 
 
 def _one_line(error: BaseException) -> str:
@@ -146,6 +164,19 @@ class Checkpointer:
 
     params, _ = self._restore_with_fallback(read)
     return params
+
+  def params_shapes(self, step: int | None = None) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """`{"a/b": (shape, dtype)}` of the saved parameters at `step` (default: the latest), read
+    from the checkpoint's metadata without loading any array."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    state_dir = os.path.join(self.directory, str(step), "state")
+    tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree["params"]
+    return {
+      param_path_name(path): (tuple(leaf.shape), leaf.dtype)
+      for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
 
   def _restore_with_fallback(self, read: Callable[[int], T]) -> tuple[T, list[int]]:
     """`read(step)` of the newest step that reads without error, and the newer steps that did

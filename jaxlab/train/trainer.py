@@ -40,7 +40,7 @@ from jaxlab.parallel.mesh import batch_sharding, mesh_context
 from jaxlab.parallel.topology import compiled_memory_per_device
 from jaxlab.progress import Progress
 from jaxlab.train import state as state_lib
-from jaxlab.train.checkpoints import Checkpointer
+from jaxlab.train.checkpoints import Checkpointer, has_checkpoint, param_path_name
 from jaxlab.train.flops import peak_flops_per_device
 from jaxlab.train.metrics import MetricsWriter, json_safe
 from jaxlab.train.preemption import PreemptionGuard
@@ -65,6 +65,7 @@ class TrainerSettings:
   microbatches: int = 1
   seed: int = 0
   max_nonfinite_steps: int = 5  # consecutive skipped steps that end the run (DivergedError)
+  init_from: str = ""  # a run whose latest parameters start a run without checkpoints
 
 
 class DivergedError(RuntimeError):
@@ -258,10 +259,56 @@ class Trainer:
       self.data.set_state(data_state)
       logger.info("resumed from %s at step %d", checkpointer.directory, int(state.step))
       return state
+    if self.settings.init_from:
+      return self.create_state(self._initial_params(self.settings.init_from))
     return self.create_state()
 
-  def create_state(self) -> state_lib.TrainState:
-    """A fresh state for `settings.seed`, created directly into its shardings."""
+  def _saved_dtypes(self, run: str) -> dict[str, Any]:
+    """`{"a/b": dtype}` of the latest parameters saved in `run`, after checking that they have
+    this model's names and shapes (from metadata, nothing loaded); ConfigError (one line) if not."""
+    leaves = jax.tree_util.tree_leaves_with_path(self.abstract_state.params)
+    wanted = {param_path_name(path): tuple(leaf.shape) for path, leaf in leaves}
+    if not has_checkpoint(run):  # checked first: a Checkpointer would create the directory
+      raise ConfigError(f"init_from {run}: no checkpoint in that directory")
+    checkpointer = Checkpointer(run)
+    try:
+      saved = checkpointer.params_shapes()
+    finally:
+      checkpointer.close()
+    for name in sorted(set(wanted) | set(saved)):
+      have = saved[name][0] if name in saved else "(none)"
+      need = wanted.get(name, "(none)")
+      if have != need:
+        raise ConfigError(
+          f"init_from {run} does not fit this model: parameter {name} is {have} there but "
+          f"{need} here; match the model section to that run's config.json"
+        )
+    return {name: dtype for name, (_, dtype) in saved.items()}
+
+  def _initial_params(self, run: str) -> state_lib.StartingWeights:
+    """The latest parameters of the run in `run`, cast to this run's dtypes, as starting weights
+    (the optimizer starts fresh)."""
+    dtypes = self._saved_dtypes(run)
+    abstract = self.abstract_state_with_shardings().params
+    as_saved = jax.tree_util.tree_map_with_path(
+      lambda path, a: jax.ShapeDtypeStruct(
+        a.shape, dtypes[param_path_name(path)], sharding=a.sharding
+      ),
+      abstract,
+    )
+    checkpointer = Checkpointer(run)
+    try:
+      params = checkpointer.restore_params(as_saved)
+    finally:
+      checkpointer.close()
+    logger.info("initialized the parameters from %s", run)
+    params = jax.tree.map(lambda p, a: p.astype(a.dtype), params, abstract)
+    frozen = None if self.program.start is None else self.program.start.frozen
+    return state_lib.StartingWeights(params=params, frozen=frozen)
+
+  def create_state(self, start: state_lib.StartingWeights | None = None) -> state_lib.TrainState:
+    """A fresh state for `settings.seed`, created directly into its shardings; its parameters
+    are `start`'s (default: the program's starting weights, if any)."""
     with mesh_context(self.mesh, self.rules):
       return state_lib.create_state(
         self.program.init_variables,
@@ -269,7 +316,7 @@ class Trainer:
         self.program.tx,
         self.settings.seed,
         self.state_sharding,
-        self.program.start,
+        start or self.program.start,
       )
 
   def _throughput_metrics(self, step_time: float) -> Metrics:
@@ -304,6 +351,8 @@ class Trainer:
         checkpointer.close()
         with open(summary_path) as f:
           return json.load(f)
+      if latest is None and self.settings.init_from:
+        self._saved_dtypes(self.settings.init_from)  # a mismatch fails before compiling
       logger.info("model: %s parameters", f"{self.num_params():,}")
       compiled = self.compile()
       check_fits(self.bytes_per_device, self.mesh)  # before anything is allocated
