@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   exp.add_argument("--workdir", required=True, help="a jaxlab LM run directory")
   exp.add_argument("--out", required=True, help="the new Hugging Face directory")
   exp.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: the run's")
-  exp.add_argument("--max_shard_mb", type=int, default=5000, help="safetensors file size cap")
+  exp.add_argument("--max_shard_mb", type=int, default=1000, help="safetensors file size cap")
   args = parser.parse_args(argv)
   _quiet_libraries()
   _limit_malloc_arenas()
