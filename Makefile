@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= workdirs/demo
 
-.PHONY: install demo test test-slow lint clean
+.PHONY: install demo test test-slow lint clean mutate
 
 install: $(STAMP)
 
@@ -31,6 +31,31 @@ test: $(STAMP)
 # The tests marked slow (minutes each, left out of `make test`): AOT compiles of smi_1p6b and smi_13b.
 test-slow: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -m slow tests
+
+# Mutation testing (docs/mutation.md), not in CI: mutmut over the modules of pyproject.toml's
+# [tool.mutmut] (a fresh mutants/ copy each time), a per-module table, then the curated JAX-level
+# mutants of tests/mutation/curated.py on a temporary copy of the repository. Fails if a mutant
+# survives that docs/mutation.md does not list as equivalent, or a curated mutant survives.
+# MUTANTS='jaxlab.smi.*' runs a subset of mutmut's mutants, CURATED='name ...' of the curated ones.
+MUTANTS ?=
+CURATED ?=
+MUTATE_JOBS ?= 2
+MUTATE_STAMP := $(VENV)/.mutate-installed
+
+$(MUTATE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[mutate]"
+	touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	rm -rf mutants && mkdir mutants
+	@start=$$(date +%s); \
+	echo "mutmut run (log: mutants/mutmut-run.log)"; \
+	JAX_PLATFORMS=cpu $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS) \
+	  > mutants/mutmut-run.log 2>&1 || { tail -c 3000 mutants/mutmut-run.log; exit 1; }; \
+	$(PY) -m tests.mutation.summary; summary=$$?; \
+	$(PY) -m tests.mutation.run $(CURATED); curated=$$?; \
+	echo "make mutate: $$(( ($$(date +%s) - start) / 60 )) min"; \
+	test $$summary -eq 0 && test $$curated -eq 0
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -106,10 +106,8 @@ class WordTokenizer:
     ids: list[int] = []
     for match in _WORD_PIECE.finditer(text):
       piece = match.group()
-      if piece in self._ids:
+      if piece in self._ids:  # a listed word, or " " + a listed word
         ids.append(self._ids[piece])
-      elif piece[0] == " " and piece[1:] in self._ids:
-        ids += [ord(" ") + ByteTokenizer._OFFSET, self._ids[piece[1:]]]
       else:
         ids += ByteTokenizer().encode(piece)
     return ids

@@ -92,3 +92,30 @@ def test_long_document_is_split_into_consecutive_chunks():
   targets = np.concatenate([row["targets"][row["segment_ids"] > 0] for row in rows])
   np.testing.assert_array_equal(inputs, document[:-1])
   np.testing.assert_array_equal(targets, document[1:])
+
+
+def test_pad_id_seed_and_shuffling_reach_the_packer():
+  examples = [lm_example(d[1:-1].tolist(), bos_id=BOS, eos_id=EOS) for d in make_documents(40)]
+
+  def rows(pad_id=PAD, seed=0, shuffle_rows=False):
+    dataset = grain.MapDataset.source(examples).to_iter_dataset()
+    return list(
+      pack_lm_examples(
+        dataset, seq_len=SEQ_LEN, num_rows=8, pad_id=pad_id, seed=seed, shuffle_rows=shuffle_rows
+      )
+    )
+
+  def order(**kwargs):
+    return [(tuple(row["inputs"]), tuple(row["segment_ids"])) for row in rows(**kwargs)]
+
+  padded = rows(pad_id=7)
+  padding = np.stack([row["segment_ids"] == 0 for row in padded])
+  assert padding.any()
+  assert (np.stack([row["inputs"] for row in padded])[padding] == 7).all()
+  assert (np.stack([row["targets"] for row in padded])[padding] == 7).all()
+  in_order = order()
+  assert order(seed=1) == in_order  # unshuffled, the seed does not matter
+  shuffled = order(shuffle_rows=True)
+  assert sorted(shuffled) == sorted(in_order) and shuffled != in_order
+  assert order(shuffle_rows=True) == shuffled  # seeded
+  assert order(shuffle_rows=True, seed=1) != shuffled

@@ -67,6 +67,13 @@ def test_bad_gold_is_a_data_error(gold, message):
     call_reward(SEARCH, gold, TOOLS)
 
 
+def test_bad_gold_message_shows_its_first_200_characters():
+  gold = "search(query='" + "x" * 300
+  with pytest.raises(ValueError) as error:
+    call_reward(SEARCH, gold, TOOLS)
+  assert str(error.value) == f"gold call does not parse: {gold[:200]!r}"
+
+
 @pytest.mark.parametrize(
   "a,b,equal",
   [
@@ -82,6 +89,12 @@ def test_bad_gold_is_a_data_error(gold, message):
     ({"a": 1, "b": [None]}, {"b": [None], "a": 1.0}, True),
     ({"a": 1}, {"a": 1, "b": 2}, False),
     ("a b", "a  b", False),
+    (True, True, True),
+    (False, False, True),
+    (True, False, False),
+    (["a"], "a", False),  # a list is not its one-character string
+    ({"a": 1}, ["a"], False),
+    ({"a": 1}, "a", False),
   ],
 )
 def test_json_equal(a, b, equal):

@@ -2,7 +2,7 @@ import os
 
 from jaxlab.config import load_config
 from jaxlab.models.transformer import TransformerConfig
-from jaxlab.train.flops import matmul_params, train_flops_per_token
+from jaxlab.train.flops import matmul_params, peak_flops_per_device, train_flops_per_token
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,3 +23,10 @@ def test_smi_tiny_flops_per_token_by_hand():
   assert config.train.seq_len == 128
   assert matmul_params(cfg) == 395_648
   assert train_flops_per_token(cfg, config.train.seq_len) == 2_570_496
+
+
+def test_peak_flops_by_device_kind_prefix():
+  assert peak_flops_per_device("TPU v5 lite") == 197e12
+  assert peak_flops_per_device("TPU v5p") == 459e12  # not "TPU v5" lite's
+  assert peak_flops_per_device("NVIDIA H100 80GB HBM3") == 989e12
+  assert peak_flops_per_device("cpu") is None

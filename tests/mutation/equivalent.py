@@ -1,0 +1,275 @@
+"""Mutants of `make mutate` that survive without changing behaviour (docs/mutation.md lists them).
+
+An entry names the module, the function (`Class.method` for methods) and the mutant's change:
+the stripped source lines it removes and adds, joined by newlines. tests/mutation/summary.py
+counts a surviving mutant with exactly that change as equivalent instead of survived.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Equivalent:
+  path: str
+  function: str
+  removed: str
+  added: str
+  reason: str
+
+
+_WORD_LIST = 'with open(path, encoding="utf-8") as f:'
+_WORD_DECODE = 'return data.decode("utf-8", errors="replace")'
+_LOG2_SIZE = "size = math.log2(params) if params > 0 else 0.0"
+_RECORDS = 'with open(path, encoding="utf-8") as f:'
+_LOCALE = (
+  "open() defaults to the locale's encoding, UTF-8 in the UTF-8 and (coerced) C locales the "
+  "tests run under; only a non-UTF-8 locale would read non-ASCII files differently"
+)
+_REACT = "if action < 0 or action_input < 0:"
+_ACTION_INPUT_AT_0 = (
+  'with "Action Input:" at 0 the name slice text[action + 8 : 0] is empty, so the original '
+  "returns None there too"
+)
+_ORDER = "order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))"
+_BATCHING = (
+  "batching is for speed: each left-padded, masked row decodes greedily on its own, as the "
+  "comparison with the unbatched sampler in test_tool_use.py checks"
+)
+_LENGTH = "length = -(-max(map(len, batch)) // 32) * 32"
+_PAD = "tokens, mask = left_pad(batch, tokenizer.pad_id, length)"
+_ASCII_ONLY = (
+  "word lists are ASCII letters by contract, which every ASCII-compatible locale encoding reads "
+  "the same (Python also coerces the C locale to UTF-8); other text is rejected either way"
+)
+
+EQUIVALENT: tuple[Equivalent, ...] = (
+  Equivalent(
+    "jaxlab/smi/metric.py",
+    "model_size_term",
+    _LOG2_SIZE,
+    "size = math.log2(params) if params > 1 else 0.0",
+    "for 0 < params <= 1, log2(params) <= 0 fails the same `not size > 0` check as 0.0",
+  ),
+  Equivalent(
+    "jaxlab/smi/fit.py",
+    "plot_fit",
+    "line_x,",
+    "",
+    "ax.plot(y) draws y against its indices, [0, 1], which is line_x",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "WordTokenizer.__init__",
+    'self._pieces = [piece.encode("ascii") for piece in pieces]',
+    'self._pieces = [piece.encode("ASCII") for piece in pieces]',
+    "codec names are case-insensitive",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "WordTokenizer.from_file",
+    _WORD_LIST,
+    "with open(path, encoding=None) as f:",
+    _ASCII_ONLY,
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "WordTokenizer.from_file",
+    _WORD_LIST,
+    "with open(path, ) as f:",
+    _ASCII_ONLY,
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "WordTokenizer.from_file",
+    _WORD_LIST,
+    'with open(path, encoding="UTF-8") as f:',
+    "codec names are case-insensitive",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "WordTokenizer.decode",
+    _WORD_DECODE,
+    'return data.decode(errors="replace")',
+    "bytes.decode defaults to UTF-8",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "WordTokenizer.decode",
+    _WORD_DECODE,
+    'return data.decode("UTF-8", errors="replace")',
+    "codec names are case-insensitive",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "HFTokenizer.decode",
+    "kept = [int(i) for i in ids if int(i) not in special and int(i) < self.vocab_size]",
+    "kept = [int(i) for i in ids if int(i) not in special and int(i) <= self.vocab_size]",
+    "the tokenizers library skips ids outside the vocabulary (vocab_size is one) when decoding",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "_tool_names",
+    'start = system.find("[") if isinstance(system, str) else -1',
+    'start = system.find("[") if isinstance(system, str) else -2',
+    "any negative start skips the search loop alike",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "_tool_names",
+    "tools = None",
+    'tools = ""',
+    'after a failed decode "" is as much not a list as None',
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "write_predictions",
+    'write_text_atomic(path, json.dumps(records, ensure_ascii=False, indent=1) + "\\n")',
+    'write_text_atomic(path, json.dumps(records, ensure_ascii=None, indent=1) + "\\n")',
+    "json.dumps only tests ensure_ascii for truth, and None is false like False",
+  ),
+  Equivalent(
+    "jaxlab/objectives/tl.py",
+    "json_equal",
+    "if isinstance(a, int | float) and isinstance(b, int | float):",
+    "if isinstance(a, int | float) or isinstance(b, int | float):",
+    "a number (bools are handled above) == any non-number JSON value is False, the fall-through",
+  ),
+  Equivalent(
+    "jaxlab/objectives/tl.py",
+    "json_equal",
+    "if isinstance(a, str | None) and isinstance(b, str | None):",
+    "if isinstance(a, str | None) or isinstance(b, str | None):",
+    "a string or None == a value of another JSON type is False, the fall-through",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "_react_parts",
+    _REACT,
+    "if action < 0 or action_input <= 0:",
+    _ACTION_INPUT_AT_0,
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "_react_parts",
+    _REACT,
+    "if action < 0 or action_input < 1:",
+    _ACTION_INPUT_AT_0,
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "_read_records",
+    _RECORDS,
+    "with open(path, encoding=None) as f:",
+    _LOCALE,
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py", "_read_records", _RECORDS, "with open(path, ) as f:", _LOCALE
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "_read_records",
+    _RECORDS,
+    'with open(path, encoding="UTF-8") as f:',
+    "codec names are case-insensitive",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    "batch_size: int = 16,",
+    "batch_size: int = 17,",
+    "a default no caller uses (main passes --batch_size); greedy outputs do not depend on it",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    "seed: int = 0,",
+    "seed: int = 1,",
+    "a default no caller uses (main passes --seed, default 0)",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    _ORDER,
+    "order = sorted(range(len(prompts)), key=None)",
+    _BATCHING,
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    _ORDER,
+    "order = sorted(range(len(prompts)), )",
+    _BATCHING,
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    "batch_size = max(1, min(batch_size, len(prompts)))",
+    "batch_size = max(2, min(batch_size, len(prompts)))",
+    _BATCHING + " (a lone prompt then shares its batch with a copy of itself)",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "ByteTokenizer.decode",
+    _WORD_DECODE,
+    'return data.decode(errors="replace")',
+    "bytes.decode defaults to UTF-8",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "ByteTokenizer.decode",
+    _WORD_DECODE,
+    'return data.decode("UTF-8", errors="replace")',
+    "codec names are case-insensitive",
+  ),
+  Equivalent(
+    "jaxlab/data/tokenizers.py",
+    "ByteTokenizer.encode",
+    'return [b + self._OFFSET for b in text.encode("utf-8")]',
+    'return [b + self._OFFSET for b in text.encode("UTF-8")]',
+    "codec names are case-insensitive",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    'texts = [""] * len(prompts)',
+    'texts = ["XXXX"] * len(prompts)',
+    "placeholders: the batches overwrite every entry",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    "for start in range(0, len(order), batch_size):",
+    "for start in range(0, len(order), ):",
+    _BATCHING + " (overlapping batches write the same texts again)",
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    "batch = [encoded[i] for i in rows] + [encoded[rows[-1]]] * (batch_size - len(rows))",
+    "batch = [encoded[i] for i in rows] + [encoded[rows[-1]]] * (batch_size + len(rows))",
+    _BATCHING + " (more filler rows, whose outputs are dropped)",
+  ),
+  *(
+    Equivalent("jaxlab/eval/tool_use.py", "generate_predictions", old, new, _BATCHING + why)
+    for old, new, why in [
+      (_LENGTH, "length = None", " (the row length is only padding)"),
+      (
+        _LENGTH,
+        "length = -(-max(map(len, batch)) // 32) * 33",
+        " (the row length is only padding)",
+      ),
+      (_PAD, "tokens, mask = left_pad(batch, tokenizer.pad_id, None)", " (pads to the longest)"),
+      (_PAD, "tokens, mask = left_pad(batch, tokenizer.pad_id, )", " (pads to the longest)"),
+      (_PAD, "tokens, mask = left_pad(batch, length)", " (masked pad tokens are never read)"),
+    ]
+  ),
+  Equivalent(
+    "jaxlab/eval/tool_use.py",
+    "generate_predictions",
+    "pad_id=tokenizer.pad_id,",
+    "",
+    "the sampler pads only after a row stops, and row[:n] cuts that off before decoding",
+  ),
+)
