@@ -129,3 +129,28 @@ def test_log_bias_is_the_papers_toeplitz_formula():
   for offset in range(-length + 1, length):  # constant along every diagonal
     assert len(set(np.diagonal(bias, offset).tolist())) == 1
   assert (np.diff(bias[0]) <= 0).all() and (bias >= 0).all()
+
+
+def test_dtypes_defaults_and_messages():
+  """What the first mutation run of this module left untested: RoPE's default theta (10,000) and
+  float32 tables, rotation in float32 returning the input dtype, the requested dtype of Gray bits,
+  Log-PE's float32 bias, and the error texts."""
+  positions = jnp.asarray([[0, 1, 7]], jnp.int32)
+  cos, sin = rope_tables(positions, 8)
+  inv_freq = 10000.0 ** (-np.arange(0, 8, 2) / 8)
+  angles = np.asarray([0, 1, 7])[:, None] * inv_freq[None, :]
+  assert cos.dtype == sin.dtype == jnp.float32
+  np.testing.assert_allclose(cos[0, :, 0], np.cos(angles), rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(sin[0, :, 0], np.sin(angles), rtol=1e-6, atol=1e-7)
+  x = jnp.asarray(np.random.RandomState(0).randn(1, 3, 1, 8), jnp.bfloat16)
+  rotated = rotate(x, cos, sin)
+  assert rotated.dtype == jnp.bfloat16
+  exact = rotate(x.astype(jnp.float32), cos, sin)
+  np.testing.assert_array_equal(rotated, exact.astype(jnp.bfloat16))
+  bits = gray_code_bits(jnp.asarray([5]), 4, dtype=jnp.int8)
+  assert bits.dtype == jnp.int8 and bits.tolist() == [[0, 1, 1, 1]]  # G(5) = 7
+  assert log_relative_bias(4).dtype == np.float32
+  with pytest.raises(TypeError, match="gray_code takes integers, got float32"):
+    gray_code(jnp.asarray([1.0]))
+  with pytest.raises(ValueError, match=r"2D coordinates need a 2D grid, got \(16,\)"):
+    grid_coordinates((16,), True)
