@@ -11,7 +11,8 @@ import pytest
 from jaxlab import generate
 from jaxlab.interop import hf
 from jaxlab.models.transformer import Transformer
-from tests.interop.helpers import FIXTURE, assert_one_line_error, copy_fixture, run_cli
+from tests.cli_helpers import run_main
+from tests.interop.helpers import FIXTURE, assert_one_line_error, copy_fixture
 
 PROMPTS = [[1, 17, 3, 29, 8], [1, 5, 30, 2, 11, 25, 4, 19, 7, 31, 22]]
 NEW_TOKENS = 8
@@ -50,7 +51,7 @@ def generate_rows(workdir, tmp_path, capsys, *flags, prompts=PROMPTS):
   prompt_ids = write_lines(tmp_path / "prompts.jsonl", [json.dumps({"ids": p}) for p in prompts])
   out = tmp_path / "out.jsonl"
   argv = ["--workdir", workdir, "--prompt_ids", prompt_ids, "--out", str(out), *flags]
-  code, _, err = run_cli(generate.main, ["--max_new_tokens", str(NEW_TOKENS), *argv], capsys)
+  code, _, err = run_main(generate.main, ["--max_new_tokens", str(NEW_TOKENS), *argv], capsys)
   assert code == 0, err
   return [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -106,7 +107,7 @@ def test_text_prompts_are_encoded_with_bos_and_decoded(run_with_tokenizer, tmp_p
   prompts = write_lines(tmp_path / "prompts.txt", ["the cat sat", "", "a b c d e f"])
   out = tmp_path / "out.jsonl"
   argv = ["--workdir", run_with_tokenizer, "--prompts", prompts, "--out", str(out)]
-  code, _, err = run_cli(generate.main, [*argv, "--max_new_tokens", str(NEW_TOKENS)], capsys)
+  code, _, err = run_main(generate.main, [*argv, "--max_new_tokens", str(NEW_TOKENS)], capsys)
   assert code == 0, err
   rows = [json.loads(line) for line in out.read_text().splitlines()]
   assert len(rows) == 2  # the blank line is skipped
@@ -160,7 +161,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
   prompt_ids = write_lines(tmp_path / "prompts.jsonl", lines)
   out = tmp_path / "out.jsonl"
   argv = ["--workdir", run_dir, "--prompt_ids", prompt_ids, "--out", str(out)]
-  code, _, err = run_cli(generate.main, [*argv, "--max_new_tokens", "4", *flags], capsys)
+  code, _, err = run_main(generate.main, [*argv, "--max_new_tokens", "4", *flags], capsys)
   assert_one_line_error(code, err, fragment)
   assert not out.exists()
 
@@ -176,6 +177,6 @@ def test_bad_runs_and_paths_are_one_line_errors(run_dir, tmp_path, capsys):
     (["--workdir", run_dir, "--out", out], "one of the arguments --prompts --prompt_ids"),
   ]
   for argv, fragment in cases:
-    code, _, err = run_cli(generate.main, [*argv, "--max_new_tokens", "4"], capsys)
+    code, _, err = run_main(generate.main, [*argv, "--max_new_tokens", "4"], capsys)
     assert_one_line_error(code, err, fragment)
   assert not os.path.exists(out)

@@ -13,6 +13,7 @@ from jaxlab.generate import load_params, read_run_settings
 from jaxlab.interop import hf
 from jaxlab.models.transformer import Transformer
 from jaxlab.parallel.mesh import mesh_context
+from tests.cli_helpers import run_main
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "tiny_llama")
 # Largest |jaxlab - transformers| fp32 logit difference accepted. Observed on this project's
@@ -35,27 +36,17 @@ def copy_fixture(target: str) -> str:
   return target
 
 
-def run_cli(main, argv: list[str], capsys) -> tuple[int, str, str]:
-  """(exit status, stdout, stderr) of a command's `main(argv)` run in this process."""
-  try:
-    code = main(argv)
-  except SystemExit as e:
-    code = e.code
-  captured = capsys.readouterr()
-  return code, captured.out, captured.err
-
-
 def import_hf(hf_dir: str, workdir: str, capsys, *extra: str) -> dict:
   """Imports `hf_dir` into `workdir` with the CLI; its JSON summary."""
   argv = ["import", "--hf_dir", hf_dir, "--workdir", workdir, *extra]
-  code, out, err = run_cli(hf.main, argv, capsys)
+  code, out, err = run_main(hf.main, argv, capsys)
   assert code == 0, err
   return json.loads(out)
 
 
 def export_hf(workdir: str, out_dir: str, capsys, *extra: str) -> dict:
   argv = ["export", "--workdir", workdir, "--out", out_dir, *extra]
-  code, out, err = run_cli(hf.main, argv, capsys)
+  code, out, err = run_main(hf.main, argv, capsys)
   assert code == 0, err
   return json.loads(out)
 

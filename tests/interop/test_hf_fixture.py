@@ -17,6 +17,7 @@ from jaxlab.generate import load_params, read_run_settings
 from jaxlab.interop import hf, safetensors_io
 from jaxlab.parallel.mesh import build_mesh
 from jaxlab.train.trainer import Trainer
+from tests.cli_helpers import run_main
 from tests.interop import synthetic_checkpoint
 from tests.interop.helpers import (
   FIXTURE,
@@ -27,7 +28,6 @@ from tests.interop.helpers import (
   fixture_input_ids,
   fixture_logits,
   import_hf,
-  run_cli,
   run_logits,
 )
 
@@ -175,7 +175,7 @@ def test_unsupported_checkpoints_are_one_line_and_write_nothing(
 ):
   hf_dir = _bad_checkpoint(tmp_path, config_changes, shapes, drop)
   workdir = tmp_path / "run"
-  code, out, err = run_cli(
+  code, out, err = run_main(
     hf.main, ["import", "--hf_dir", hf_dir, "--workdir", str(workdir)], capsys
   )
   assert_one_line_error(code, err, *fragments)
@@ -202,15 +202,15 @@ def test_unreadable_inputs_are_one_line_errors(tmp_path, capsys):
     (["export", "--workdir", str(empty), "--out", "o", "--max_shard_mb", "0"], "at least 1"),
   ]
   for argv, fragment in cases:
-    code, _, err = run_cli(hf.main, argv, capsys)
+    code, _, err = run_main(hf.main, argv, capsys)
     assert_one_line_error(code, err, fragment)
   assert not os.path.exists("w") and not os.path.exists("o")
 
 
 def test_an_existing_workdir_or_out_is_refused(imported, tmp_path, capsys):
-  code, _, err = run_cli(hf.main, ["import", "--hf_dir", FIXTURE, "--workdir", imported], capsys)
+  code, _, err = run_main(hf.main, ["import", "--hf_dir", FIXTURE, "--workdir", imported], capsys)
   assert_one_line_error(code, err, "already exists and is not empty")
-  code, _, err = run_cli(hf.main, ["export", "--workdir", imported, "--out", FIXTURE], capsys)
+  code, _, err = run_main(hf.main, ["export", "--workdir", imported, "--out", FIXTURE], capsys)
   assert_one_line_error(code, err, "already exists and is not empty")
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from jaxlab.parallel.topology import parse_topology
+from tests.cli_helpers import run_main
 from tests.launch.fakes import REPO, calls, fake_tool, launcher, path_with
 
 gke_tpu = launcher("gke_tpu")
@@ -29,17 +30,8 @@ BASE = [
 ]
 
 
-def _run(argv, capsys):
-  """main(argv) in this process: (exit status, stdout, stderr)."""
-  with pytest.raises(SystemExit) as exit_info:
-    gke_tpu.main(argv)
-    raise SystemExit(0)
-  out, err = capsys.readouterr()
-  return exit_info.value.code or 0, out, err
-
-
 def _printed(argv, capsys) -> dict:
-  status, out, err = _run([*argv, "--print"], capsys)
+  status, out, err = run_main(gke_tpu.main, [*argv, "--print"], capsys)
   assert (status, err) == (0, "")
   docs = list(yaml.safe_load_all(out))
   assert len(docs) == 1
@@ -216,17 +208,17 @@ def _with(flag, value):
   ],
 )
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
-  status, out, err = _run([*argv, "--print"], capsys)
+  status, out, err = run_main(gke_tpu.main, [*argv, "--print"], capsys)
   assert (status, out) == (2, "")
   assert err.startswith(message), err
   assert err.count("\n") == 1
 
 
 def test_print_or_apply_is_required(capsys):
-  status, out, err = _run(BASE, capsys)
+  status, out, err = run_main(gke_tpu.main, BASE, capsys)
   assert (status, out) == (2, "")
   assert err == "error: one of the arguments --print --apply is required\n"
-  status, _, err = _run([*BASE, "--print", "--apply"], capsys)
+  status, _, err = run_main(gke_tpu.main, [*BASE, "--print", "--apply"], capsys)
   assert status == 2 and err.startswith("error: argument --apply: not allowed with")
 
 
@@ -241,7 +233,7 @@ def test_name_length_limit_depends_on_hosts(capsys):
 def test_apply_pipes_the_manifest_to_kubectl(tmp_path, monkeypatch, capsys):
   log = fake_tool(tmp_path / "bin", "kubectl", say="jobset.jobset.x-k8s.io/smi-7b created\n")
   monkeypatch.setenv("PATH", path_with(tmp_path / "bin"))
-  status, out, err = _run([*BASE, "--apply"], capsys)
+  status, out, err = run_main(gke_tpu.main, [*BASE, "--apply"], capsys)
   assert (status, err) == (0, "")
   ((argv, stdin),) = calls(log)
   assert argv == ["apply", "-f", "-"]
@@ -251,9 +243,9 @@ def test_apply_pipes_the_manifest_to_kubectl(tmp_path, monkeypatch, capsys):
 def test_apply_reports_kubectl_failure(tmp_path, monkeypatch, capsys):
   fake_tool(tmp_path / "bin", "kubectl", exit_status=1)
   monkeypatch.setenv("PATH", path_with(tmp_path / "bin"))
-  assert _run([*BASE, "--apply"], capsys)[0] == 1
+  assert run_main(gke_tpu.main, [*BASE, "--apply"], capsys)[0] == 1
   monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-  status, out, err = _run([*BASE, "--apply"], capsys)
+  status, out, err = run_main(gke_tpu.main, [*BASE, "--apply"], capsys)
   assert (status, out) == (2, "")
   assert err == "error: kubectl not found on PATH (use --print to see the manifest)\n"
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from tests.cli_helpers import run_main
 from tests.launch.fakes import REPO, calls, fake_tool, launcher, path_with
 
 sweep = launcher("sweep")
@@ -32,14 +33,6 @@ GKE = [
   "my-bucket",
 ]
 DATA = "--config.data.train_files=/bucket/data/*.jsonl"
-
-
-def _run(argv, capsys):
-  with pytest.raises(SystemExit) as exit_info:
-    sweep.main(argv)
-    raise SystemExit(0)
-  out, err = capsys.readouterr()
-  return exit_info.value.code or 0, out, err
 
 
 def _configs(*paths):
@@ -94,7 +87,7 @@ def _command(doc):
 
 
 def test_gke_backend_one_jobset_per_point_sizes_x_seeds(capsys):
-  status, out, err = _run([*GKE, *_configs(*SIZES), DATA], capsys)
+  status, out, err = run_main(sweep.main, [*GKE, *_configs(*SIZES), DATA], capsys)
   assert (status, err) == (0, "")
   docs = list(yaml.safe_load_all(out))
   assert len(docs) == 9
@@ -126,7 +119,7 @@ def test_gke_backend_one_jobset_per_point_sizes_x_seeds(capsys):
 
 def test_gke_backend_one_config_names_by_point(capsys):
   argv = [*GKE, "--config", "configs/smi_tiny.py", "--grid", "optimizer.lr=1e-3,3E-3"]
-  status, out, err = _run(argv, capsys)
+  status, out, err = run_main(sweep.main, argv, capsys)
   assert (status, err) == (0, "")
   docs = list(yaml.safe_load_all(out))
   assert [d["metadata"]["name"] for d in docs] == [
@@ -143,13 +136,14 @@ def test_gke_backend_one_config_names_by_point(capsys):
 def test_gke_submit_applies_every_jobset_in_one_kubectl_call(tmp_path, monkeypatch, capsys):
   log = fake_tool(tmp_path / "bin", "kubectl", say="created\n")
   monkeypatch.setenv("PATH", path_with(tmp_path / "bin"))
-  status, out, err = _run([*GKE, *_configs(*SIZES), "--submit"], capsys)
+  status, out, err = run_main(sweep.main, [*GKE, *_configs(*SIZES), "--submit"], capsys)
   assert (status, err) == (0, "")
   ((argv, stdin),) = calls(log)
   assert argv == ["apply", "-f", "-"]
   submitted = list(yaml.safe_load_all(stdin))
   assert [d["metadata"]["name"] for d in submitted] == [
-    d["metadata"]["name"] for d in yaml.safe_load_all(_run([*GKE, *_configs(*SIZES)], capsys)[1])
+    d["metadata"]["name"]
+    for d in yaml.safe_load_all(run_main(sweep.main, [*GKE, *_configs(*SIZES)], capsys)[1])
   ]
   assert len(submitted) == 9
 
@@ -189,7 +183,7 @@ def test_gke_submit_applies_every_jobset_in_one_kubectl_call(tmp_path, monkeypat
   ],
 )
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
-  status, out, err = _run(argv, capsys)
+  status, out, err = run_main(sweep.main, argv, capsys)
   assert (status, out) == (2, "")
   assert err.startswith(message), err
   assert err.count("\n") == 1
