@@ -149,7 +149,7 @@ def generate(
   fold_in(PRNGKey(seed), b)."""
   import jax
 
-  from jaxlab.sampling import left_pad, sample
+  from jaxlab.sampling import left_pad, padded_length, sample
 
   order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
   batch_size = max(1, min(batch_size, len(prompts)))
@@ -158,8 +158,7 @@ def generate(
   for number, start in enumerate(range(0, len(order), batch_size)):
     rows = order[start : start + batch_size]
     batch = [prompts[i] for i in rows] + [prompts[rows[-1]]] * (batch_size - len(rows))
-    length = PROMPT_LENGTH_MULTIPLE * math.ceil(max(map(len, batch)) / PROMPT_LENGTH_MULTIPLE)
-    tokens, mask = left_pad(batch, pad_id, length)
+    tokens, mask = left_pad(batch, pad_id, padded_length(batch, PROMPT_LENGTH_MULTIPLE))
     out = sample(
       params,
       cfg,

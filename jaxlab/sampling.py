@@ -11,7 +11,7 @@ as every row has emitted EOS. Temperature and top-p are traced, so sweeping them
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import flax
@@ -30,6 +30,13 @@ class SampleOutput:
   tokens: jax.Array  # [B, max_new_tokens] int32
   lengths: jax.Array  # [B] int32: generated tokens, EOS included
   logprobs: jax.Array  # [B, max_new_tokens] float32: log_softmax(raw logits) at each token
+
+
+def padded_length(prompts: Iterable[Sequence[int]], multiple: int) -> int:
+  """The longest prompt's length rounded up to `multiple`, so that batches of varying prompt
+  lengths reuse a few compiled shapes."""
+  longest = max((len(p) for p in prompts), default=1)
+  return -(-longest // multiple) * multiple
 
 
 def left_pad(
@@ -199,9 +206,7 @@ def generate_text(
   reuse a few compiled shapes. `kwargs` (temperature, top_p) go to `sample`.
   """
   ids = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
-  longest = max((len(p) for p in ids), default=1)
-  length = -(-longest // pad_to_multiple) * pad_to_multiple
-  tokens, mask = left_pad(ids, tokenizer.pad_id, length)
+  tokens, mask = left_pad(ids, tokenizer.pad_id, padded_length(ids, pad_to_multiple))
   out = sample(
     params,
     cfg,

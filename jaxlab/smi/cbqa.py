@@ -23,7 +23,7 @@ from jaxlab.cli import OneLineParser, exit_cleanly_on_interrupt, fail, write_jso
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.eval.run_loading import LoadedRun, load_run
 from jaxlab.progress import Progress
-from jaxlab.sampling import left_pad, sample
+from jaxlab.sampling import left_pad, padded_length, sample
 from jaxlab.smi.triples import Triple, fill_template, json_lines, load_templates, load_triples
 
 
@@ -68,7 +68,7 @@ def cbqa_accuracy(
   prompts = build_prompts(triples, templates, templates_per_relation)
   rows = [(triple_index, text) for triple_index, text in prompts for _ in range(samples)]
   encoded = {text: [tokenizer.bos_id] + tokenizer.encode(text) for _, text in prompts}
-  prompt_length = 8 * math.ceil(max(map(len, encoded.values())) / 8)
+  prompt_length = padded_length(encoded.values(), 8)
   shards = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
   batch_size = shards * math.ceil(min(batch_size, len(rows)) / shards)
   correct = np.zeros(len(triples))
