@@ -26,6 +26,13 @@ def fail(message: str) -> NoReturn:
   sys.exit(2)
 
 
+def first_line(error: BaseException) -> str:
+  """An exception's message cut to its first non-blank line (its type name if it has none), for
+  one-line reports of library errors."""
+  lines = str(error).strip().splitlines()
+  return lines[0] if lines else type(error).__name__
+
+
 class OneLineParser(argparse.ArgumentParser):
   """argparse whose usage errors follow the one-line, exit-2 convention."""
 

@@ -28,6 +28,7 @@ from jaxlab.cli import (
   decode_json,
   exit_cleanly_on_interrupt,
   fail,
+  first_line,
   write_jsonl_atomic,
 )
 from jaxlab.config import ConfigError
@@ -50,7 +51,7 @@ def read_run_settings(workdir: str):
   except FileNotFoundError:
     raise ValueError(f"{workdir} is not a jaxlab run: no config.json") from None
   except (ValueError, UnicodeDecodeError, RecursionError, KeyError, AttributeError) as e:
-    raise ValueError(f"{path}: not a jaxlab LM run config ({_first_line(e)})") from None
+    raise ValueError(f"{path}: not a jaxlab LM run config ({first_line(e)})") from None
 
 
 def run_tokenizer(settings) -> tuple[Any, str]:
@@ -60,7 +61,7 @@ def run_tokenizer(settings) -> tuple[Any, str]:
   try:
     return build_tokenizer(settings.data.tokenizer), ""
   except (ValueError, ImportError, OSError) as e:
-    return None, _first_line(e)
+    return None, first_line(e)
 
 
 def read_prompt_ids(path: str, vocab_size: int) -> list[list[int]]:
@@ -70,7 +71,7 @@ def read_prompt_ids(path: str, vocab_size: int) -> list[list[int]]:
     try:
       row = decode_json(line)
     except ValueError as e:
-      raise ValueError(f"{path}:{number}: not JSON ({_first_line(e)})") from None
+      raise ValueError(f"{path}:{number}: not JSON ({first_line(e)})") from None
     ids = row.get("ids") if isinstance(row, dict) else None
     if not isinstance(ids, list) or not ids:
       raise ValueError(f'{path}:{number}: expected {{"ids": [token ids]}} with at least one id')
@@ -175,11 +176,6 @@ def generate(
     for i, row, row_logprobs, n in zip(rows, tokens, logprobs, lengths):
       results[i] = (row[:n].tolist(), [float(x) for x in row_logprobs[:n]])
   return results
-
-
-def _first_line(error: BaseException) -> str:
-  lines = str(error).strip().splitlines()
-  return lines[0] if lines else type(error).__name__
 
 
 def _check_args(args) -> None:

@@ -18,6 +18,8 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from jaxlab.cli import first_line
+
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 # Weight dtypes a LLaMA checkpoint is stored in.
@@ -50,8 +52,7 @@ def read_header(path: str) -> dict[str, TensorInfo]:
         for rank, (name, part) in enumerate(entries)
       }
   except (SafetensorError, OSError) as e:
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise ValueError(f"{path}: not a readable safetensors file ({reason})") from None
+    raise ValueError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
   for info in tensors.values():
     if info.dtype not in DTYPES:
       raise ValueError(

@@ -6,6 +6,8 @@ import os
 
 import jax
 
+from jaxlab.cli import first_line
+
 # Environment variables whose presence (with more than one process) means a multi-process job.
 _PROCESS_COUNT_VARS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "JAX_NUM_PROCESSES")
 
@@ -43,8 +45,7 @@ def initialize(mode: str = "auto") -> None:
   try:
     jax.distributed.initialize(**kwargs)
   except (RuntimeError, ValueError, KeyError) as e:
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise RuntimeError(
-      f"multi-host initialization failed ({first_line}); check that every host "
+      f"multi-host initialization failed ({first_line(e)}); check that every host "
       "runs the same command and can reach the coordinator"
     ) from None
