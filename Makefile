@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= workdirs/demo
 
-.PHONY: install demo test test-slow lint clean mutate
+.PHONY: install demo test test-slow test-seqio lint clean mutate
 
 install: $(STAMP)
 
@@ -31,6 +31,17 @@ test: $(STAMP)
 # The tests marked slow (minutes each, left out of `make test`): AOT compiles of smi_1p6b and smi_13b.
 test-slow: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -m slow tests
+
+# The tests marked seqio (docs/seqio.md; left out of `make test`), after installing the seqio extra
+# (seqio, TensorFlow: about 600 MB, a minute) into the venv. They fail, not skip, without seqio.
+SEQIO_STAMP := $(VENV)/.seqio-installed
+
+$(SEQIO_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[seqio]"
+	touch $(SEQIO_STAMP)
+
+test-seqio: $(SEQIO_STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -m seqio tests
 
 # Mutation testing (docs/mutation.md), not in CI: mutmut over the modules of pyproject.toml's
 # [tool.mutmut] (a fresh mutants/ copy each time), a per-module table, then the curated JAX-level

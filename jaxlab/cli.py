@@ -1,7 +1,6 @@
 """Shared command-line conventions: bad input ends in one line on stderr and exit status 2;
-Ctrl-C ends in `interrupted` on stderr and exit status 130; outputs are written atomically, so an
-interrupted command never leaves a partial file, with the permissions a plain open() would give
-(0o666 less the umask, so colleagues sharing a cluster can read the results)."""
+Ctrl-C ends in `interrupted` on stderr and exit status 130 (outputs are written atomically by
+jaxlab.fileio, so an interrupted command never leaves a partial file)."""
 
 from __future__ import annotations
 
@@ -10,11 +9,10 @@ import atexit
 import contextlib
 import json
 import os
-import secrets
 import signal
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Any, NoReturn, TextIO
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 # Exit status of a command stopped by Ctrl-C: 128 + SIGINT, what shells report for it.
 INTERRUPTED_EXIT_STATUS = 130
@@ -66,61 +64,6 @@ def _exit_interrupted() -> NoReturn:
     with contextlib.suppress(Exception):
       stream.flush()
   os._exit(INTERRUPTED_EXIT_STATUS)
-
-
-# Flags of the temporary file: what tempfile.mkstemp uses, minus its fixed 0o600 mode.
-_TEMP_FLAGS = (
-  os.O_WRONLY
-  | os.O_CREAT
-  | os.O_EXCL
-  | getattr(os, "O_NOFOLLOW", 0)
-  | getattr(os, "O_CLOEXEC", 0)
-  | getattr(os, "O_BINARY", 0)
-)
-
-
-def _create_temporary(path: str) -> tuple[int, str]:
-  """A new, unique file next to `path`, created with mode 0o666 so that the kernel applies the
-  umask (and any default ACL of the directory) exactly as for open(path, "w"); no race, unlike
-  reading the umask with os.umask."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  prefix = os.path.join(directory, "." + os.path.basename(path) + ".")
-  for _ in range(100):
-    tmp = prefix + secrets.token_hex(4)
-    try:
-      return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
-    except FileExistsError:
-      continue
-  raise FileExistsError(f"no free temporary name next to {path}")
-
-
-@contextlib.contextmanager
-def _open_atomic(path: str) -> Iterator[TextIO]:
-  """A UTF-8 temporary file next to `path`, renamed onto it only if the block succeeds."""
-  fd, tmp = _create_temporary(path)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      yield f
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
-
-
-def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` via a temporary file and a rename: never a partial file."""
-  with _open_atomic(path) as f:
-    f.write(text)
-
-
-def write_jsonl_atomic(path: str, rows: Iterable[dict]) -> None:
-  """Writes one JSON object per line (UTF-8, non-ASCII kept as is), atomically.
-
-  Rows are streamed to the temporary file, so a large corpus never sits in memory as one string.
-  """
-  with _open_atomic(path) as f:
-    f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def decode_json(text: str) -> Any:

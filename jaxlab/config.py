@@ -2,7 +2,9 @@
 
 Config files follow the big_vision convention: a Python file with `get_config(arg)` returning an
 `ml_collections.ConfigDict`; `path.py:arg` passes `arg` (e.g. `smoke` or `key=val,flag`).
-Overrides are `--config.a.b=value`, parsed to the type of the existing field.
+Every loaded config also gets the sections all studies share (`logging`: the W&B hook) with the
+defaults of whatever its file leaves out. Overrides are `--config.a.b=value`, parsed to the type
+of the existing field.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import ast
 import dataclasses
 import difflib
 import importlib.util
-import json
 import os
 import reprlib
 from collections.abc import Iterable
@@ -19,7 +20,8 @@ from typing import Any, TypeVar
 
 import ml_collections
 
-from jaxlab.cli import write_text_atomic
+from jaxlab import fileio
+from jaxlab.train.wandb_config import logging_defaults
 
 _Settings = TypeVar("_Settings")
 
@@ -56,7 +58,30 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     ) from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"get_config in {path} must return an ml_collections.ConfigDict")
+  add_shared_sections(config)
   return config
+
+
+def shared_sections() -> ml_collections.ConfigDict:
+  """The sections every study's config has, whatever its file sets: `logging` (the W&B hook)."""
+  return ml_collections.ConfigDict({"logging": logging_defaults()})
+
+
+def add_shared_sections(config: ml_collections.ConfigDict) -> None:
+  """Adds to `config`, in place, the keys of `shared_sections()` it lacks (the values it sets
+  stay), so `--config.logging.wandb.enabled=True` works with every config file."""
+
+  def merge(node: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> None:
+    for key, value in defaults.items():
+      if key not in node:
+        node[key] = value
+      elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+        node[key], ml_collections.ConfigDict
+      ):
+        merge(node[key], value)
+
+  with config.unlocked():
+    merge(config, shared_sections())
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -186,7 +211,9 @@ def _parse_value(raw: str, current: Any, key: str) -> Any:
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Records the resolved config as `workdir/config.json` (what evaluation tools reload)."""
   # Atomically: a config.json cut short by an interrupt would make the workdir unreadable.
-  write_text_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+  fileio.write_text_atomic(
+    os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2)
+  )
 
 
 def settings_from_section(
@@ -274,11 +301,10 @@ def run_identity_conflicts(config: ml_collections.ConfigDict, workdir: str) -> s
   """The fields (at most three, `key stored -> new`) where `config` differs from the run already
   in `workdir` on what defines the run (RUN_IDENTITY); "" when they agree or there is no run."""
   path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     return ""
   try:
-    with open(path, encoding="utf-8") as f:
-      stored = ml_collections.ConfigDict(json.load(f))
+    stored = ml_collections.ConfigDict(fileio.read_json(path))
   except (OSError, ValueError) as e:
     raise ConfigError(f"{path} is unreadable ({_first_line(e)}); use another --workdir") from None
   old, new = _identity_values(stored), _identity_values(config)

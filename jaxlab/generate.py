@@ -23,15 +23,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jaxlab  # noqa: F401  (selects the JAX platform before jax is imported)
-from jaxlab.cli import (
-  OneLineParser,
-  decode_json,
-  exit_cleanly_on_interrupt,
-  fail,
-  first_line,
-  write_jsonl_atomic,
-)
+from jaxlab import fileio
+from jaxlab.cli import OneLineParser, decode_json, exit_cleanly_on_interrupt, fail, first_line
 from jaxlab.config import ConfigError
+from jaxlab.fileio import write_jsonl_atomic
 
 # Padded prompt lengths are multiples of this, so prompts of varying length share compilations.
 PROMPT_LENGTH_MULTIPLE = 32
@@ -45,7 +40,7 @@ def read_run_settings(workdir: str):
 
   path = os.path.join(workdir, "config.json")
   try:
-    with open(path, encoding="utf-8") as f:
+    with fileio.open_file(path) as f:
       config = ml_collections.ConfigDict(json.load(f))
     return LMSettings.from_config(config)
   except FileNotFoundError:
@@ -96,7 +91,7 @@ def read_text_prompts(path: str, tokenizer) -> list[list[int]]:
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
   try:
-    with open(path, encoding="utf-8") as f:
+    with fileio.open_file(path) as f:
       text = f.read()
   except UnicodeDecodeError:
     raise ValueError(f"{path} is not UTF-8 text") from None
@@ -188,9 +183,9 @@ def _check_args(args) -> None:
   if args.batch_size < 1:
     raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
   source = args.prompts or args.prompt_ids
-  if os.path.abspath(args.out) == os.path.abspath(source):
+  if fileio.absolute(args.out) == fileio.absolute(source):
     raise ValueError("--out would overwrite the prompts file")
-  if os.path.isdir(args.out):
+  if fileio.isdir(args.out):
     raise ValueError(f"--out {args.out} is a directory")
 
 

@@ -16,7 +16,6 @@ import json
 import logging as std_logging
 import os
 import pkgutil
-import shutil
 import sys
 from types import ModuleType
 
@@ -29,8 +28,8 @@ _GUARD = PreemptionGuard().__enter__()
 import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from jaxlab import experiments  # noqa: E402
-from jaxlab.cli import exit_cleanly_on_interrupt, fail, write_text_atomic  # noqa: E402
+from jaxlab import experiments, fileio  # noqa: E402
+from jaxlab.cli import exit_cleanly_on_interrupt, fail  # noqa: E402
 from jaxlab.config import (  # noqa: E402
   ConfigError,
   apply_overrides,
@@ -120,11 +119,11 @@ def main(argv: list[str]) -> None:
   if _GUARD.requested:  # stopped before anything was written
     print(json.dumps({"preempted": True, "step": 0}))
     return
-  created = not os.path.exists(workdir)
+  created = not fileio.exists(workdir)
   config_path = os.path.join(workdir, "config.json")
-  previous_config = None if created or not os.path.isfile(config_path) else open(config_path).read()
+  previous_config = None if not fileio.isfile(config_path) else fileio.read_text(config_path)
   try:
-    os.makedirs(workdir, exist_ok=True)
+    fileio.makedirs(workdir)
     if jax.process_index() == 0:
       write_config(config, workdir)
   except OSError as e:
@@ -137,16 +136,21 @@ def main(argv: list[str]) -> None:
     sys.exit(3)
   except (ConfigError, CheckpointError) as e:  # what only the run can see: memory, checkpoints
     if created:  # a refused run leaves nothing behind
-      shutil.rmtree(workdir, ignore_errors=True)
+      fileio.rmtree(workdir)
     elif previous_config is not None:
-      write_text_atomic(config_path, previous_config)
+      fileio.write_text_atomic(config_path, previous_config)
     fail(str(e))
   print(json.dumps(result, indent=2, default=str))
 
 
 def check_workdir(workdir: str) -> None:
   """Raises ConfigError for a workdir that cannot hold a run: a file, or a place where no
-  directory can be created (checked without creating anything)."""
+  directory can be created (checked without creating anything). A bucket URL is checked when
+  the run first writes to it."""
+  if fileio.is_remote(workdir):
+    if fileio.isfile(workdir):
+      raise ConfigError(f"--workdir {workdir} is a file, not a directory")
+    return
   path = os.path.abspath(workdir)
   if os.path.exists(path) and not os.path.isdir(path):
     raise ConfigError(f"--workdir {workdir} is a file, not a directory")

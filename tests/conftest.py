@@ -9,6 +9,7 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # Many tests compile the same small programs; a per-session cache makes the repeats cheap.
 jax.config.update(
@@ -31,6 +32,11 @@ def pytest_configure(config):
   config.addinivalue_line(
     "markers", "slow: minutes each; left out by default (addopts), run by `make test-slow`"
   )
+  config.addinivalue_line(
+    "markers",
+    "seqio: needs the seqio extra (TensorFlow); left out by default (addopts), run by "
+    "`make test-seqio`, which installs the extra",
+  )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,9 +44,27 @@ def pytest_collection_modifyitems(config, items):
   skip with the reason, which `-rs` prints in the summary."""
   if _libtpu_installed():
     return
-  import pytest
-
   skip = pytest.mark.skip(reason="needs libtpu to compile for a TPU slice: pip install -e '.[tpu]'")
   for item in items:
     if "needs_libtpu" in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def gcs_environment():
+  """A local GCS server for this test process (tests/gcs_emulator.py): the client environment,
+  set in os.environ for the session; tests write under their own gs://jaxlab-test/<name>/."""
+  from tests.gcs_emulator import local_gcs
+
+  with local_gcs() as env:
+    yield env
+
+
+@pytest.fixture
+def bucket_dir(gcs_environment, request):
+  """A fresh gs:// directory for one test."""
+  import re
+
+  from tests.gcs_emulator import BUCKET
+
+  return f"gs://{BUCKET}/{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}"

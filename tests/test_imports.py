@@ -145,3 +145,36 @@ def test_graph_resolves_relative_and_function_level_imports(tmp_path):
     "pkg.sub.b": {"pkg.c", "pkg.a"},
   }
   assert find_cycles(graph) == [["pkg.a", "pkg.c", "pkg.a"]]
+
+
+# Heavy optional packages that jaxlab.data modules import only inside the functions that need
+# them, so importing the data pipeline never loads TensorFlow (tests/data/test_seqio_tasks.py
+# checks the same at run time where seqio is installed).
+_LAZY_IN_DATA = ("tensorflow", "tensorflow_datasets", "tensorflow_text", "seqio")
+
+
+def _module_level_imports(tree: ast.AST) -> list[str]:
+  """Names imported by statements that run on import: everything outside function bodies."""
+  names, stack = [], [tree]
+  while stack:
+    node = stack.pop()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+      continue
+    if isinstance(node, ast.Import):
+      names += [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and not node.level:
+      names.append(node.module or "")
+    stack.extend(ast.iter_child_nodes(node))
+  return names
+
+
+def test_data_modules_import_tensorflow_and_seqio_lazily():
+  heavy = [
+    f"{path.relative_to(ROOT)} imports {name}"
+    for path in sorted((ROOT / "jaxlab" / "data").rglob("*.py"))
+    for name in _module_level_imports(ast.parse(path.read_text(), str(path)))
+    if name.split(".")[0] in _LAZY_IN_DATA
+  ]
+  assert not heavy, "import these inside the functions that use them:\n" + "\n".join(heavy)
+  names = _module_level_imports(ast.parse("import a.b\nfrom c import d\ndef f():\n  import e\n"))
+  assert sorted(names) == ["a.b", "c"]

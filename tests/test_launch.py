@@ -320,3 +320,52 @@ def test_bad_data_is_one_line_before_anything_is_written(tmp_path, content, over
   )
   assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
   assert len(result.stderr.strip().splitlines()) == 1 and not workdir.exists()
+
+
+def test_a_run_in_a_bucket_reads_writes_and_resumes_there(tmp_path, bucket_dir, gcs_environment):
+  """Data, config, metrics, TensorBoard, checkpoints and summary on gs:// (a local GCS server,
+  tests/gcs_emulator.py): 4 steps, then resumed to 6, log for log equal to a local 6-step run."""
+  from jaxlab import fileio
+  from tests.data.helpers import corpus
+
+  rows = [{"text": text} for text in corpus(200)]
+  fileio.write_jsonl_atomic(f"{bucket_dir}/data/corpus.jsonl", rows)
+  fileio.write_jsonl_atomic(str(tmp_path / "corpus.jsonl"), rows)
+
+  def launch(steps, workdir, data):
+    return subprocess.run(
+      [sys.executable, "-m", "jaxlab.launch", "--config", f"configs/smi_tiny.py:steps={steps}"]
+      + ["--workdir", workdir, "--config.data.kind=jsonl", f"--config.data.train_files={data}"]
+      + ["--config.train.log_every=2", "--config.train.eval_every=2"]
+      + ["--config.checkpoint.every=2", "--config.checkpoint.keep=2"]
+      # A learning rate that does not depend on train.steps, so 4 + 2 steps equal 6 steps.
+      + ["--config.optimizer.decay=constant", "--config.optimizer.warmup_steps=0"],
+      cwd=REPO,
+      env=dict(os.environ, **gcs_environment, JAX_PLATFORMS="cpu"),
+      capture_output=True,
+      text=True,
+      timeout=600,
+    )
+
+  run = f"{bucket_dir}/run"
+  for steps in (4, 6):
+    result = launch(steps, run, f"{bucket_dir}/data/*.jsonl")
+    assert result.returncode == 0, result.stderr[-2000:]
+  local = launch(6, str(tmp_path / "run"), str(tmp_path / "corpus.jsonl"))
+  assert local.returncode == 0, local.stderr[-2000:]
+
+  def logged(workdir):
+    text = fileio.read_text(f"{workdir}/metrics.jsonl")
+    return [
+      {k: v for k, v in json.loads(line).items() if k in ("step", "loss", "eval_loss")}
+      for line in text.splitlines()
+    ]
+
+  assert [row["step"] for row in logged(run)] == [2, 4, 6]
+  assert logged(run) == logged(str(tmp_path / "run"))
+  assert fileio.read_json(f"{run}/summary.json")["step"] == 6
+  assert fileio.read_json(f"{run}/config.json")["data"]["train_files"].startswith("gs://")
+  assert sorted(fileio.listdir(f"{run}/checkpoints")) == ["4", "6"]
+  assert any(
+    name.startswith("events.out.tfevents") for name in fileio.listdir(f"{run}/tensorboard")
+  )

@@ -22,7 +22,8 @@ import jaxlab  # noqa: F401  (selects the JAX platform before jax loads)
 from jaxlab.bench import gpu, peer_torch
 from jaxlab.bench.presets import get_preset
 from jaxlab.bench.timing import interleaved_medians, markdown_table
-from jaxlab.cli import exit_cleanly_on_interrupt, write_text_atomic
+from jaxlab.cli import exit_cleanly_on_interrupt
+from jaxlab.fileio import write_text_atomic
 
 
 def _device() -> str:

@@ -36,7 +36,7 @@ from jaxlab.bench import gpu_sections
 from jaxlab.bench.gpu_sections import Suite
 from jaxlab.bench.presets import BenchPreset
 from jaxlab.bench.timing import markdown_table
-from jaxlab.cli import write_text_atomic
+from jaxlab.fileio import write_text_atomic
 from jaxlab.presets import SMI_SHAPES, SMI_VOCAB_SIZE
 from jaxlab.progress import Progress
 from jaxlab.train.flops import peak_flops_per_device

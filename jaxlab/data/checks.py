@@ -12,6 +12,8 @@ from __future__ import annotations
 import grain
 import ml_collections
 
+from jaxlab import fileio
+from jaxlab.data.seqio_tasks import seqio_provider
 from jaxlab.data.sources import (
   SOURCE_KINDS,
   decode_line,
@@ -22,17 +24,25 @@ from jaxlab.data.sources import (
 from jaxlab.data.splits import holdout_size
 from jaxlab.data.tokenizers import Tokenizer, build_tokenizer
 
+# The file kinds (jaxlab.data.sources) and seqio (a registered seqio Task or Mixture).
+DATA_KINDS = (*SOURCE_KINDS, "seqio")
+
 
 def check_data(data_cfg: ml_collections.ConfigDict) -> Tokenizer:
   """Raises ValueError (one line) for data the LM pipeline cannot read: an unknown `kind`, a
   tokenizer file that does not load, a glob matching nothing, a file that cannot be read, holds
   no documents, is binary (not UTF-8), has a malformed JSON line or a record without a string
-  `text_field`, or too few documents to hold out the eval fraction. Returns the tokenizer it
-  loaded."""
+  `text_field`, or too few documents to hold out the eval fraction. For kind seqio: seqio not
+  installed, a module of `seqio_modules` that fails to import, an unknown task, a missing split or
+  feature, or grain worker processes (its documents are read, and checked, as training goes).
+  Returns the tokenizer it loaded."""
   kind = data_cfg.kind
-  if kind not in SOURCE_KINDS:
-    raise ValueError(f"unknown data.kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")
+  if kind not in DATA_KINDS:
+    raise ValueError(f"unknown data.kind {kind!r}; expected one of {', '.join(DATA_KINDS)}")
   tokenizer = build_tokenizer(data_cfg.tokenizer)
+  if kind == "seqio":
+    seqio_provider(data_cfg)
+    return tokenizer
   if kind == "synthetic":
     num_train_docs = data_cfg.synthetic_num_docs
     if num_train_docs <= 0:
@@ -76,7 +86,7 @@ def _check_file(kind: str, path: str, text_field: str) -> int:
       num_docs = _array_record_length(path)
     else:
       num_docs = 0
-      with open(path, "rb") as f:
+      with fileio.open_file(path, "rb") as f:
         for line_number, _, line in nonblank_lines(f):
           where = f"{path}:{line_number}"
           if kind == "jsonl":

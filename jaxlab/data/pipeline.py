@@ -1,7 +1,9 @@
 """The LM input pipeline: documents -> tokens -> packed rows -> per-host batches.
 
 Built on grain datasets so iteration is deterministic for a seed and the whole
-iterator position is a small JSON-able state (`LMIterator.get_state`).
+iterator position is a small JSON-able state (`LMIterator.get_state`). Documents
+come from files or synthetic text (jaxlab.data.splits), or with kind "seqio" from
+a seqio Task or Mixture's own splits (jaxlab.data.seqio_tasks, docs/seqio.md).
 
 Splits:
   * "train" repeats forever; with `shuffle`, every epoch visits this host's
@@ -23,6 +25,7 @@ import numpy as np
 from absl import flags
 
 from jaxlab.data.packing import lm_example, pack_lm_examples
+from jaxlab.data.seqio_tasks import seqio_documents
 from jaxlab.data.splits import split_documents
 from jaxlab.data.tokenizers import Tokenizer, build_tokenizer
 
@@ -35,12 +38,18 @@ def default_data_config() -> ml_collections.ConfigDict:
   """Data config defaults: learnable synthetic text, byte tokenizer."""
   return ml_collections.ConfigDict(
     {
-      "kind": "synthetic",  # synthetic | jsonl | text | array_record
+      "kind": "synthetic",  # synthetic | jsonl | text | array_record | seqio
       "train_files": "",  # comma-separated globs
       "eval_files": "",  # empty: hold out eval_fraction of the train documents
       "eval_fraction": 0.05,
       "eval_batches": 0,  # 0: one pass over eval documents; N: exactly N batches
-      "text_field": "text",  # JSON field holding the text (jsonl, array_record)
+      "text_field": "text",  # JSON field holding the text (jsonl, array_record); seqio feature
+      # kind seqio (docs/seqio.md): a registered seqio Task or Mixture, the modules that register
+      # it (comma-separated, imported first, as t5x's MIXTURE_OR_TASK_MODULE) and its splits.
+      "seqio_task": "",
+      "seqio_modules": "",
+      "seqio_train_split": "train",
+      "seqio_eval_split": "validation",
       "tokenizer": {
         "kind": "byte",  # byte | sentencepiece | hf
         "path": "",
@@ -110,14 +119,26 @@ def build_lm_iterator(
   tokenizer = build_tokenizer(data_cfg.tokenizer)
   shuffle_seed, packing_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
 
-  documents = split_documents(data_cfg, split)[process_index::process_count]
-  if len(documents) == 0:
-    raise ValueError(f"host {process_index} of {process_count} has no {split} documents")
-  if train and data_cfg.shuffle:
-    documents = documents.shuffle(seed=shuffle_seed)
-  if train or data_cfg.eval_batches > 0:
-    documents = documents.repeat()
-  examples = documents.map(_TokenizeDocument(tokenizer)).to_iter_dataset()
+  if data_cfg.kind == "seqio":
+    documents = seqio_documents(
+      data_cfg,
+      split,
+      shuffle=train and data_cfg.shuffle,
+      repeat=train or data_cfg.eval_batches > 0,
+      seed=shuffle_seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    examples = documents.map(_TokenizeDocument(tokenizer))
+  else:
+    documents = split_documents(data_cfg, split)[process_index::process_count]
+    if len(documents) == 0:
+      raise ValueError(f"host {process_index} of {process_count} has no {split} documents")
+    if train and data_cfg.shuffle:
+      documents = documents.shuffle(seed=shuffle_seed)
+    if train or data_cfg.eval_batches > 0:
+      documents = documents.repeat()
+    examples = documents.map(_TokenizeDocument(tokenizer)).to_iter_dataset()
   rows = pack_lm_examples(
     examples,
     seq_len=seq_len,

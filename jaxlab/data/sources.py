@@ -8,9 +8,7 @@ which is what grain needs for global shuffling and per-host sharding.
 from __future__ import annotations
 
 import abc
-import glob
 import json
-import os
 import re
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
@@ -18,6 +16,7 @@ from typing import BinaryIO
 import grain
 import numpy as np
 
+from jaxlab import fileio
 from jaxlab.cli import decode_json
 from jaxlab.data.synthetic_text import MarkovTextGenerator
 
@@ -31,8 +30,8 @@ def resolve_globs(patterns: str) -> list[str]:
     raise ValueError("no file globs given")
   paths = []
   for pattern in globs:
-    matched = sorted(glob.glob(pattern))
-    files = [path for path in matched if not os.path.isdir(path)]
+    matched = fileio.glob(pattern)
+    files = [path for path in matched if not fileio.isdir(path)]
     if not files:
       only_dirs = " (only directories)" if matched else ""
       raise ValueError(f"glob {pattern!r} matches no files{only_dirs}")
@@ -97,7 +96,7 @@ class _LineIndex:
   def __init__(self, path: str):
     self._path = path
     starts, ends, line_numbers = [], [], []
-    with open(path, "rb") as f:
+    with fileio.open_file(path, "rb") as f:
       for line_number, offset, line in nonblank_lines(f):
         starts.append(offset)
         ends.append(offset + len(line))
@@ -113,7 +112,7 @@ class _LineIndex:
     return int(self._line_numbers[index])
 
   def __getitem__(self, index: int) -> bytes:
-    with open(self._path, "rb") as f:
+    with fileio.open_file(self._path, "rb") as f:
       f.seek(int(self._starts[index]))
       return f.read(int(self._ends[index] - self._starts[index]))
 

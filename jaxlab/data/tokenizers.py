@@ -6,12 +6,13 @@ pad/BOS/EOS so decoded samples read as plain text.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import ml_collections
+
+from jaxlab import fileio
 
 TOKENIZER_KINDS = ("byte", "words", "sentencepiece", "hf")
 
@@ -99,7 +100,7 @@ class WordTokenizer:
   @classmethod
   def from_file(cls, path: str) -> WordTokenizer:
     """The word list of a text file, one word per line."""
-    with open(path, encoding="utf-8") as f:
+    with fileio.open_file(path) as f:
       return cls([line.strip() for line in f if line.strip()])
 
   def encode(self, text: str) -> list[int]:
@@ -138,7 +139,9 @@ class SentencePieceTokenizer:
     import sentencepiece  # pylint: disable=g-import-not-at-top
 
     try:
-      self._processor = sentencepiece.SentencePieceProcessor(model_file=self._path)
+      self._processor = sentencepiece.SentencePieceProcessor(
+        model_proto=fileio.read_bytes(self._path)
+      )
     except (RuntimeError, OSError):  # "INTERNAL: could not parse ModelProto from PATH", ...
       raise ValueError(
         f"{self._path}: not a SentencePiece model (sentencepiece cannot parse it)"
@@ -187,7 +190,7 @@ class HFTokenizer:
     import tokenizers  # pylint: disable=g-import-not-at-top
 
     try:
-      self._tokenizer = tokenizers.Tokenizer.from_file(path)
+      self._tokenizer = tokenizers.Tokenizer.from_str(fileio.read_text(path))
     except Exception as e:  # the library raises plain Exception for unparsable files
       reason = (str(e).strip().splitlines() or ["cannot parse it"])[0]
       raise ValueError(f"{path}: not a Hugging Face tokenizer.json ({reason})") from None
@@ -231,7 +234,7 @@ def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
   if kind == "byte":
     return ByteTokenizer()
   path = cfg.get("path", "")
-  if not path or not os.path.isfile(path):
+  if not path or not fileio.isfile(path):
     raise ValueError(f"{kind} tokenizer file not found: {path!r}")
   if kind == "words":
     return WordTokenizer.from_file(path)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxlab import fileio
 from jaxlab.data import key_tokens
 from jaxlab.data.tokenizers import Tokenizer
 
@@ -230,7 +231,7 @@ def read_jsonl(path: str, skip_malformed: bool = False) -> ReadResult:
   the file and its 0-based line number, or is skipped and counted with `skip_malformed`. Blank
   lines are ignored.
   """
-  with open(path, "rb") as f:
+  with fileio.open_file(path, "rb") as f:
     lines = [(index, line) for index, line in enumerate(f) if line.strip()]
   return _read_records(path, lines, _jsonl_trajectory, skip_malformed)
 
@@ -244,7 +245,7 @@ def read_conversations(path: str, skip_malformed: bool = False) -> ReadResult:
   are reported or skipped as in `read_jsonl`, by 0-based index in the list; a file that is not a
   JSON list always raises.
   """
-  with open(path, "rb") as f:
+  with fileio.open_file(path, "rb") as f:
     try:
       items = json.load(f)
     except ValueError as e:

@@ -13,6 +13,7 @@ import os
 import ml_collections
 import numpy as np
 
+from jaxlab import fileio
 from jaxlab.data.digits import ImageSplit, load_digits
 
 IMAGE_SHAPES = {
@@ -46,7 +47,7 @@ def load_images(data_cfg: ml_collections.ConfigDict) -> tuple[ImageSplit, ImageS
   """(train, test) with images [N, H, W, C] float32 in [0, 1] and int32 labels."""
   check_available(data_cfg)
   if data_cfg.npz_path:
-    with np.load(data_cfg.npz_path) as arrays:
+    with fileio.open_file(data_cfg.npz_path, "rb") as f, np.load(f) as arrays:
       splits = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
   elif data_cfg.name == "digits":
     return load_digits(test_fraction=data_cfg.test_fraction, seed=data_cfg.split_seed)
@@ -70,9 +71,9 @@ def _image_split(images: np.ndarray, labels: np.ndarray) -> ImageSplit:
 
 
 def _check_npz(path: str) -> None:
-  if not os.path.isfile(path):
+  if not fileio.isfile(path):
     raise DataUnavailableError(f"data.npz_path: no file {path}")
-  with np.load(path) as arrays:
+  with fileio.open_file(path, "rb") as f, np.load(f) as arrays:
     missing = [k for k in NPZ_KEYS if k not in arrays.files]
   if missing:
     raise DataUnavailableError(

@@ -12,9 +12,10 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxlab.cli import write_text_atomic
+from jaxlab import fileio
 from jaxlab.data.source import padded_batches
 from jaxlab.eval.stats import mean_std
+from jaxlab.fileio import write_text_atomic
 from jaxlab.objectives.scir import SCIRSettings, reward_predictions
 from jaxlab.parallel.mesh import mesh_context
 
@@ -127,5 +128,5 @@ def _write_figure(table: dict[str, Any], path: str) -> None:
     ax.set_xlabel("model M_t")
   axes[0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fileio.save_figure(fig, path, dpi=110)
   plt.close(fig)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from jaxlab import fileio
 from jaxlab.data.tokenizers import Tokenizer, build_tokenizer
 from jaxlab.experiments.lm_pretrain import LMSettings, lm_init_variables
 from jaxlab.models.transformer import Transformer, TransformerConfig
@@ -48,10 +48,9 @@ def load_run(
   The mesh comes from the run's config unless overridden (e.g. a different slice for eval).
   """
   config_path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(config_path):
+  if not fileio.isfile(config_path):
     raise FileNotFoundError(f"{workdir} is not a jaxlab run: no config.json")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(fileio.read_json(config_path))
   if mesh_overrides:
     config.mesh.update(mesh_overrides)
   settings = LMSettings.from_config(config)

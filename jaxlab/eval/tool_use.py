@@ -38,20 +38,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from jaxlab.cli import (
-  OneLineParser,
-  decode_json,
-  exit_cleanly_on_interrupt,
-  fail,
-  write_jsonl_atomic,
-  write_text_atomic,
-)
+from jaxlab import fileio
+from jaxlab.cli import OneLineParser, decode_json, exit_cleanly_on_interrupt, fail
 from jaxlab.data.tool_calls import Call, parse_call
+from jaxlab.fileio import write_jsonl_atomic, write_text_atomic
 
 if TYPE_CHECKING:
   from jaxlab.eval.run_loading import LoadedRun
@@ -233,8 +227,7 @@ def _jaxlab_item(record: Any) -> tuple[GoldItem, str]:
 
 def _read_records(path: str) -> tuple[str, list[Any]]:
   """(format, records) of a RoTBench JSON list or a jaxlab JSONL file."""
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
+  text = fileio.read_text(path)
   if text.lstrip()[:1] == "[":
     return "rotbench", decode_json(text)  # JSON that starts with "[" is a list or an error
   lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
@@ -376,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  if args.model and os.path.abspath(args.predictions) == os.path.abspath(args.gold):
+  if args.model and fileio.absolute(args.predictions) == fileio.absolute(args.gold):
     fail("--predictions would overwrite --gold")
   try:
     gold_set = read_gold_set(args.gold)

@@ -12,7 +12,6 @@ accuracy for the RNN task).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxlab import fileio
 from jaxlab.config import (
   ConfigError,
   check_known_keys,
@@ -39,6 +39,8 @@ from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.epochs import EpochTrainSettings, epoch_trainer, shape_only, validate_batch_split
 from jaxlab.train.optimizer import FeedbackAdamSettings, build_feedback_optimizer
 from jaxlab.train.trainer import Program, Trainer
+from jaxlab.train.wandb_config import WandbSettings
+from jaxlab.train.wandb_logging import wandb_settings
 
 TEXT_TASK = "stdlib_text"
 
@@ -96,6 +98,7 @@ class DLLSettings:
   checkpoint: CheckpointSettings
   data: ml_collections.ConfigDict
   mesh: ml_collections.ConfigDict
+  wandb: WandbSettings = WandbSettings()
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> DLLSettings:
@@ -108,6 +111,7 @@ class DLLSettings:
       checkpoint=settings_from_section(CheckpointSettings, config.checkpoint, "checkpoint"),
       data=config.data,
       mesh=config.mesh,
+      wandb=wandb_settings(config),
     )
 
 
@@ -146,6 +150,7 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     settings.model.validate()
     settings.train.validate(settings.checkpoint)
     validate_batch_split(settings.train, settings.mesh)
+    settings.wandb.validate()
     if not settings.optimizer.lr > 0:
       raise ValueError(f"optimizer.lr must be positive, got {settings.optimizer.lr}")
   except ValueError as e:
@@ -247,6 +252,7 @@ def _trainer(
     mesh_cfg=settings.mesh,
     workdir=workdir,
     devices=devices,
+    wandb=settings.wandb,
     summary_fields={
       "method": settings.rule.method,
       "model": settings.model.kind,
@@ -292,6 +298,5 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     "bytes_per_device": trainer.bytes_per_device,
     "compile_s": round(time.perf_counter() - started, 2),
   }
-  with open(os.path.join(workdir, "dry_run.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  fileio.write_json_atomic(os.path.join(workdir, "dry_run.json"), result)
   return result

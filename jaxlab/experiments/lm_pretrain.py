@@ -7,7 +7,6 @@ the grain pipeline as its data source and a held-out-loss evaluator.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxlab import fileio
 from jaxlab.config import ConfigError, check_known_keys, settings_from_section, write_config
 from jaxlab.data.checks import check_data
 from jaxlab.data.pipeline import build_lm_iterator, default_data_config
@@ -29,6 +29,8 @@ from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.flops import train_flops_per_token
 from jaxlab.train.optimizer import AdamWSettings, build_optimizer
 from jaxlab.train.trainer import Program, Throughput, Trainer, TrainerSettings
+from jaxlab.train.wandb_config import WandbSettings
+from jaxlab.train.wandb_logging import wandb_settings
 
 logger = logging.getLogger(__name__)
 BATCH_DTYPES = {
@@ -82,6 +84,7 @@ class LMSettings:
   mesh: ml_collections.ConfigDict
   rules: tuple
   topology: str
+  wandb: WandbSettings = WandbSettings()
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> LMSettings:
@@ -95,6 +98,7 @@ class LMSettings:
       mesh=config.mesh,
       rules=rules_from_config(config.logical_axis_rules),
       topology=config.topology,
+      wandb=wandb_settings(config),
     )
 
   def trainer_settings(self) -> TrainerSettings:
@@ -110,6 +114,7 @@ class LMSettings:
       seed=self.seed,
       max_nonfinite_steps=train.max_nonfinite_steps,
       init_from=self.checkpoint.init_from,
+      wandb=self.wandb,
     )
 
   def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
@@ -193,6 +198,7 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     settings.optimizer.validate()
     settings.train.validate()
     settings.checkpoint.validate()
+    settings.wandb.validate()
     num_devices = (
       parse_topology(settings.topology).num_chips if settings.topology else jax.device_count()
     )
@@ -271,7 +277,6 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     "compile_s": round(time.perf_counter() - started, 2),
   }
   result.update(fit_report(result["bytes_per_device"], settings.topology))
-  with open(os.path.join(workdir, "dry_run.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  fileio.write_json_atomic(os.path.join(workdir, "dry_run.json"), result)
   logger.info("dry run: %s", result)
   return result

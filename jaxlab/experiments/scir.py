@@ -18,6 +18,7 @@ train), `scir_letters` (the synthetic task's starting models and held-out evalua
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxlab import fileio
 from jaxlab.config import ConfigError, write_config
 from jaxlab.data.letter_task import LetterTask
 from jaxlab.data.preferences import check_judge_template, verdict_token_ids
@@ -45,7 +47,6 @@ from jaxlab.experiments.scir_rounds import (
   make_context,
   method_data,
   method_objective,
-  read_json,
   round_summary,
   stage,
   write_json,
@@ -75,6 +76,7 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     s.scir.validate()
     s.optimizer.validate()
     s.checkpoint.validate()
+    s.wandb.validate()
   except ValueError as e:
     raise ConfigError(str(e)) from None
   unknown = [m for m in s.methods if m not in METHODS]
@@ -125,7 +127,7 @@ def _validate_real_use(s: SCIRStudySettings) -> None:
       "for the first round; or set scir.irm_reference=iteration_start"
     )
   for path in (s.start.run, s.start.label_reference_run):
-    if path and not os.path.isfile(os.path.join(path, "config.json")):
+    if path and not fileio.isfile(os.path.join(path, "config.json")):
       raise ConfigError(f"{path} is not a jaxlab run: no config.json")
   _read_prompts(s.task.prompts_file)
 
@@ -134,7 +136,7 @@ def _read_prompts(path: str) -> list[str]:
   """Prompts from JSONL lines {"prompt": "..."} (read by the project's JSON Lines reader);
   raises ConfigError naming the bad line."""
   try:
-    with open(path, "rb") as f:
+    with fileio.open_file(path, "rb") as f:
       rows = list(json_lines(f))
   except OSError as e:
     raise ConfigError(f"task.prompts_file: {e.strerror}: {path}") from None
@@ -162,7 +164,7 @@ def _run_method(
   previous, current = base, start
   for t in range(s.rounds.iterations):
     round_dir = os.path.join(seed_dir, method, f"iter_{t}")
-    done = read_json(os.path.join(round_dir, "eval.json"))
+    done = fileio.read_json_if_exists(os.path.join(round_dir, "eval.json"))
     data = label_round(ctx, round_dir, task, prompts, current, previous, t)
     arrays, share = method_data(ctx, method, data)
     two_references = method == "scir" and s.scir.irm_reference == "previous"
@@ -237,6 +239,7 @@ def _run_seed(s: SCIRStudySettings, seed: int, workdir: str, progress) -> dict[s
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) the whole study; writes results.json, report.md and curves.png."""
   s = SCIRStudySettings.from_config(config)
+  s = dataclasses.replace(s, wandb=s.wandb.in_study(workdir))  # W&B runs named by their path
   started = time.perf_counter()
   if jax.process_index() == 0:
     write_config(config, workdir)

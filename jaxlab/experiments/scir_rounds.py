@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.cli import write_jsonl_atomic, write_text_atomic
+from jaxlab import fileio
 from jaxlab.config import ConfigError
 from jaxlab.data.letter_task import LetterTask
 from jaxlab.data.preference_rounds import best_vs_worst, candidate_pairs, sample_responses
@@ -24,6 +24,7 @@ from jaxlab.data.tokenizers import Tokenizer
 from jaxlab.eval.preferences import predict_pairs, reward_model_summary
 from jaxlab.experiments.lm_pretrain import lm_init_variables
 from jaxlab.experiments.scir_settings import SCIRStudySettings
+from jaxlab.fileio import write_jsonl_atomic
 from jaxlab.models.transformer import Transformer
 from jaxlab.objectives.dpo import DPOObjective
 from jaxlab.objectives.scir import SCIRObjective
@@ -89,6 +90,7 @@ class Context:
         checkpoint_keep=s.checkpoint.keep,
         async_checkpoints=s.checkpoint.use_async,
         seed=self.seed,
+        wandb=s.wandb,
       ),
       program,
       ArraySource(arrays, batch_size, self.seed),
@@ -202,11 +204,10 @@ def label_round(
 ) -> RoundData:
   """Samples, pairs and labels one round, or reads them back from the round's JSONL files."""
   path = os.path.join(round_dir, "pairs.jsonl")
-  if os.path.isfile(path):
-    with open(os.path.join(round_dir, "samples.jsonl")) as f:
-      samples = [json.loads(line)["responses"] for line in f]
-    with open(path) as f:
-      rows = [json.loads(line) for line in f]
+  if fileio.isfile(path):
+    samples_text = fileio.read_text(os.path.join(round_dir, "samples.jsonl"))
+    samples = [json.loads(line)["responses"] for line in samples_text.splitlines()]
+    rows = [json.loads(line) for line in fileio.read_text(path).splitlines()]
     pairs = [(r["prompt_index"], r["first"], r["second"]) for r in rows]
     return RoundData(
       prompts,
@@ -296,12 +297,5 @@ def round_summary(data: RoundData) -> dict[str, float]:
   )
 
 
-def read_json(path: str) -> dict | None:
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
 def write_json(path: str, value: Any) -> None:
-  write_text_atomic(path, json.dumps(json_safe(value), indent=2) + "\n")
+  fileio.write_json_atomic(path, json_safe(value))

@@ -6,12 +6,14 @@ import dataclasses
 
 import ml_collections
 
+from jaxlab import fileio
 from jaxlab.config import settings_from_section
 from jaxlab.experiments.study_settings import common_fields
 from jaxlab.models.transformer import TransformerConfig
 from jaxlab.objectives.scir import SCIRSettings
 from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.optimizer import AdamWSettings
+from jaxlab.train.wandb_config import WandbSettings
 
 METHODS = ("scir", "self_rewarding", "gold_dpo")
 
@@ -91,6 +93,7 @@ class SCIRStudySettings:
   mesh: ml_collections.ConfigDict
   rules: tuple
   topology: str
+  wandb: WandbSettings = WandbSettings()
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> SCIRStudySettings:
@@ -106,5 +109,4 @@ class SCIRStudySettings:
   def judge_template(self) -> str:
     if not self.judge.template_file:
       return self.judge.template
-    with open(self.judge.template_file) as f:
-      return f.read().rstrip("\n")
+    return fileio.read_text(self.judge.template_file).rstrip("\n")

@@ -7,7 +7,6 @@ corpus -> counts -> per model size: pretrain, CBQA, fit -> summary.json, figure,
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 import time
@@ -16,16 +15,18 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from jaxlab.cli import write_jsonl_atomic
+from jaxlab import fileio
 from jaxlab.config import ConfigError
 from jaxlab.eval.run_loading import load_run
 from jaxlab.experiments import lm_pretrain
+from jaxlab.fileio import write_jsonl_atomic
 from jaxlab.models.transformer import count_params
 from jaxlab.smi import corpus_gen, report
 from jaxlab.smi.cbqa import cbqa_accuracy, merge_counts
 from jaxlab.smi.count import count_triples
 from jaxlab.smi.fit import fit_records
 from jaxlab.smi.triples import load_templates, load_triples
+from jaxlab.train.wandb_config import name_in_study
 
 METHODS = ("CO-OCCUR", "MI", "SMI")
 
@@ -37,6 +38,8 @@ def size_config(
   run = copy.deepcopy(config.base)
   run.seed = config.seed
   run.model.update(config.sizes[size].to_dict())
+  if "logging" in config:  # the study's W&B settings hold for every size
+    run.logging = copy.deepcopy(config.logging)
   run.data.update(
     kind="jsonl",
     train_files=os.path.join(data_dir, "corpus.jsonl"),
@@ -69,7 +72,7 @@ def _stage(message: str) -> None:
 
 
 def _corpus(config: ml_collections.ConfigDict, data_dir: str) -> None:
-  if os.path.exists(os.path.join(data_dir, "templates.json")):
+  if fileio.exists(os.path.join(data_dir, "templates.json")):
     return
   corpus = config.corpus
   spec = corpus_gen.CorpusSpec(
@@ -96,7 +99,7 @@ def _corpus(config: ml_collections.ConfigDict, data_dir: str) -> None:
 
 def _counts(config: ml_collections.ConfigDict, data_dir: str) -> str:
   path = os.path.join(data_dir, "counts.jsonl")
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     _stage("counting subject/object/co-occurrence documents (Aho-Corasick)")
     triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
     rows = count_triples(
@@ -111,10 +114,11 @@ def _size_result(
 ) -> dict[str, Any]:
   run_dir = os.path.join(workdir, "models", size)
   result_path = os.path.join(run_dir, "fit.json")
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      return json.load(f)
+  if fileio.exists(result_path):
+    return fileio.read_json(result_path)
   run_config = size_config(config, size, data_dir)
+  if "logging" in run_config:  # W&B: the sizes' runs are named by their path in the study
+    name_in_study(run_config.logging.wandb, workdir, run_dir)
   _stage(f"size {size}: pretraining {dict(config.sizes[size])}")
   summary = lm_pretrain.run(run_config, run_dir)
   _stage(f"size {size}: closed-book QA")
@@ -146,8 +150,7 @@ def _size_result(
     "mean_acc": float(np.mean(accuracies)),
     "fit": fit,
   }
-  with open(result_path, "w") as f:
-    json.dump(result, f, indent=2)
+  fileio.write_json_atomic(result_path, result)
   return result
 
 
@@ -173,8 +176,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     },
     "wall_time_s": time.perf_counter() - started,
   }
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  fileio.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
   report.write_figure(results, workdir, config.fit_variant)
   report.write_markdown(summary, os.path.join(workdir, "report.md"))
   _stage(f"done in {summary['wall_time_s']:.0f}s: {os.path.join(workdir, 'report.md')}")
@@ -186,8 +188,7 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   results = {}
   for size in config.sizes:
     sized = size_config(config, size, "/nonexistent")
-    os.makedirs(os.path.join(workdir, size), exist_ok=True)
+    fileio.makedirs(os.path.join(workdir, size))
     results[size] = lm_pretrain.dry_run(sized, os.path.join(workdir, size))
-  with open(os.path.join(workdir, "dry_run.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  fileio.write_json_atomic(os.path.join(workdir, "dry_run.json"), results)
   return results

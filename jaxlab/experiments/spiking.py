@@ -12,7 +12,6 @@ whatever the mesh) and its running averages at evaluation.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jaxlab import fileio
 from jaxlab.config import ConfigError, check_known_keys, section_defaults, settings_from_section
 from jaxlab.data.source import padded_batches
 from jaxlab.data.spiking_tasks import SERIES, TASKS, Split, TaskSpec, load_task, task_spec
@@ -34,6 +34,8 @@ from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.epochs import EpochTrainSettings, epoch_trainer, shape_only, validate_batch_split
 from jaxlab.train.optimizer import AdamWSettings, build_optimizer
 from jaxlab.train.trainer import Program, Trainer
+from jaxlab.train.wandb_config import WandbSettings
+from jaxlab.train.wandb_logging import wandb_settings
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class SpikingSettings:
   checkpoint: CheckpointSettings
   data: ml_collections.ConfigDict
   mesh: ml_collections.ConfigDict
+  wandb: WandbSettings = WandbSettings()
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> SpikingSettings:
@@ -95,6 +98,7 @@ class SpikingSettings:
       checkpoint=settings_from_section(CheckpointSettings, config.checkpoint, "checkpoint"),
       data=config.data,
       mesh=config.mesh,
+      wandb=wandb_settings(config),
     )
 
 
@@ -115,6 +119,7 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     settings.optimizer.validate()
     settings.train.validate(settings.checkpoint)
     validate_batch_split(settings.train, settings.mesh)
+    settings.wandb.validate()
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if config.task == "forecast" and config.data.series not in SERIES:
@@ -242,6 +247,7 @@ def _trainer(
     mesh_cfg=settings.mesh,
     workdir=workdir,
     devices=devices,
+    wandb=settings.wandb,
     summary_fields={
       "task": settings.task,
       "pe": settings.model.pe,
@@ -304,6 +310,5 @@ def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     "bytes_per_device": trainer.bytes_per_device,
     "compile_s": round(time.perf_counter() - started, 2),
   }
-  with open(os.path.join(workdir, "dry_run.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  fileio.write_json_atomic(os.path.join(workdir, "dry_run.json"), result)
   return result

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from jaxlab.cli import write_text_atomic
+from jaxlab import fileio
 from jaxlab.eval.stats import mean_std
 from jaxlab.eval.tool_use import LEVELS as SCORE_LEVELS
+from jaxlab.fileio import write_text_atomic
 from jaxlab.objectives.tl import Category
 
 
@@ -115,5 +116,5 @@ def _write_figure(table: dict[str, Any], sets: Sequence[str], path: str) -> None
   axes[0].set_ylabel("% of test items")
   axes[-1].legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fileio.save_figure(fig, path, dpi=120)
   plt.close(fig)

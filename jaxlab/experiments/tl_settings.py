@@ -10,6 +10,7 @@ import os
 import jax
 import ml_collections
 
+from jaxlab import fileio
 from jaxlab.config import ConfigError, settings_from_section
 from jaxlab.data import key_tokens, tool_task
 from jaxlab.data.tokenizers import ByteTokenizer, Tokenizer, WordTokenizer
@@ -21,6 +22,7 @@ from jaxlab.parallel.mesh import mesh_shape
 from jaxlab.parallel.topology import parse_topology
 from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.optimizer import AdamWSettings
+from jaxlab.train.wandb_config import WandbSettings
 
 METHODS = ("sft", "sft_mae", "sft_mae_pkt", "tl")
 # SFT variant -> (MAE, PKT); the method whose model each variant is.
@@ -109,6 +111,7 @@ class TLStudySettings:
   mesh: ml_collections.ConfigDict
   rules: tuple
   topology: str
+  wandb: WandbSettings = WandbSettings()
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> TLStudySettings:
@@ -138,6 +141,7 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     s.ppo.validate()
     s.optimizer.validate()
     s.checkpoint.validate()
+    s.wandb.validate()
     if s.task.kind == "synthetic":
       s.tool_task().validate()
     num_devices = parse_topology(s.topology).num_chips if s.topology else jax.device_count()
@@ -230,15 +234,15 @@ def named_test_files(s: TLStudySettings) -> dict[str, str]:
 
 
 def _validate_files(s: TLStudySettings) -> None:
-  if not s.task.train_file or not os.path.isfile(s.task.train_file):
+  if not s.task.train_file or not fileio.isfile(s.task.train_file):
     raise ConfigError(f"task.train_file not found: {s.task.train_file!r}")
   files = named_test_files(s)
   if not files:
     raise ConfigError("task.kind=files needs task.test_files (name=path, ...)")
   for path in files.values():
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
       raise ConfigError(f"test file not found: {path}")
-  if s.start.run and not os.path.isfile(os.path.join(s.start.run, "config.json")):
+  if s.start.run and not fileio.isfile(os.path.join(s.start.run, "config.json")):
     raise ConfigError(f"{s.start.run} is not a jaxlab run: no config.json")
 
 

@@ -43,7 +43,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxlab.cli import write_jsonl_atomic, write_text_atomic
+from jaxlab import fileio
 from jaxlab.config import ConfigError, write_config
 from jaxlab.data import tool_task
 from jaxlab.data.rollouts import RolloutSource, prompts_from_examples
@@ -76,6 +76,7 @@ from jaxlab.experiments.tl_settings import (
 )
 from jaxlab.experiments.tl_settings import METHODS as METHODS  # re-exported for callers
 from jaxlab.experiments.tl_settings import validate as validate  # jaxlab.launch calls it here
+from jaxlab.fileio import write_jsonl_atomic, write_text_atomic
 from jaxlab.models.transformer import Transformer, TransformerConfig
 from jaxlab.models.value_head import ValueModel, critic_params
 from jaxlab.objectives import ppo
@@ -110,7 +111,7 @@ class StudyData:
 
 def _read_trajectories(path: str) -> list[Trajectory]:
   try:
-    with open(path, encoding="utf-8") as f:
+    with fileio.open_file(path) as f:
       head = f.read(1 << 12).lstrip()
     read = read_conversations if head.startswith("[") else read_jsonl
     return read(path).trajectories
@@ -133,7 +134,7 @@ def _study_data(s: TLStudySettings, workdir: str) -> StudyData:
     tests[level] = task.test_trajectories(level, s.task.test_items, rng, exclude=seen)
     files[level] = os.path.join(data_dir, f"test_{level}.jsonl")
   if jax.process_index() == 0:
-    os.makedirs(data_dir, exist_ok=True)
+    fileio.makedirs(data_dir)
     write_jsonl_atomic(
       os.path.join(data_dir, "train.jsonl"), [tool_task.trajectory_record(t) for t in train]
     )
@@ -202,6 +203,7 @@ class Context:
       checkpoint_keep=c.keep,
       async_checkpoints=c.use_async,
       seed=self.seed,
+      wandb=self.settings.wandb,
     )
 
   def sft(self, workdir: str, arrays: dict[str, np.ndarray]) -> Any:
@@ -308,9 +310,8 @@ def _ppo_summary(workdir: str, summary: dict[str, Any], cut: int) -> dict[str, A
   losses."""
   rows = []
   path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.isfile(path):
-    with open(path) as f:
-      rows = [json.loads(line) for line in f if line.strip()]
+  if fileio.isfile(path):
+    rows = [json.loads(line) for line in fileio.read_text(path).splitlines() if line.strip()]
   rollouts = [row for row in rows if "rollout_reward" in row]
   keys = ("rollout_reward", "rollout_share_correct", "rollout_kl", "rollout_explained_variance")
   out: dict[str, Any] = {"prompts_cut": cut, "wall_time_s": summary.get("wall_time_s")}
@@ -347,7 +348,7 @@ def _evaluate(ctx: Context, params: Any, data: StudyData, method_dir: str) -> di
       batch_size=e.batch_size,
     )
     predictions = os.path.join(method_dir, f"predictions_{name}.jsonl")
-    os.makedirs(method_dir, exist_ok=True)
+    fileio.makedirs(method_dir)
     write_predictions(predictions, gold, texts)
     scores[name] = score(read_predictions(predictions, gold), gold.items)
     if gold.format == "jaxlab":
@@ -375,17 +376,10 @@ def _category_shares(records: Sequence[dict], texts: Sequence[str]) -> dict[str,
   return {k: v / max(scored, 1) for k, v in counts.items()}
 
 
-def _read_json(path: str) -> Any:
-  if not os.path.isfile(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
 def _write_json(path: str, value: Any) -> None:
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_text_atomic(path, json.dumps(json_safe(value), indent=2) + "\n")
+    fileio.makedirs(os.path.dirname(path))
+    fileio.write_json_atomic(path, json_safe(value))
 
 
 # ---------------------------------------------------------------------------------- the study
@@ -438,7 +432,7 @@ def _run_seed(
   rows = {}
   for method in s.methods:
     method_dir = os.path.join(seed_dir, method)
-    done = _read_json(os.path.join(method_dir, "eval.json"))
+    done = fileio.read_json_if_exists(os.path.join(method_dir, "eval.json"))
     if done is None:
       params = variant_params(METHOD_VARIANT[method])
       extra = {}
@@ -474,9 +468,10 @@ def run(
   """Runs (or resumes) the study on `devices` (default: all); writes results.json, report.md
   and report.png; returns the table."""
   s = TLStudySettings.from_config(config)
+  s = dataclasses.replace(s, wandb=s.wandb.in_study(workdir))  # W&B runs named by their path
   started = time.perf_counter()
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
+    fileio.makedirs(workdir)
     write_config(config, workdir)
   start = _starting_point(s)
   tokenizer = start[0]

@@ -19,9 +19,11 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxlab.cli import OneLineParser, exit_cleanly_on_interrupt, fail, write_jsonl_atomic
+from jaxlab import fileio
+from jaxlab.cli import OneLineParser, exit_cleanly_on_interrupt, fail
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.eval.run_loading import LoadedRun, load_run
+from jaxlab.fileio import write_jsonl_atomic
 from jaxlab.progress import Progress
 from jaxlab.sampling import left_pad, padded_length, sample
 from jaxlab.smi.triples import Triple, fill_template, json_lines, load_templates, load_triples
@@ -114,7 +116,7 @@ def merge_counts(
   """Records {subj, rel, obj, acc, (n_docs, n_subj, n_obj, n_both)} keyed by (subj, rel, obj)."""
   counts = {}
   if counts_path:
-    with open(counts_path, "rb") as f:
+    with fileio.open_file(counts_path, "rb") as f:
       for lineno, row in json_lines(f):
         if isinstance(row, ValueError):
           raise ValueError(f"{counts_path}:{lineno}: {row}")

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from jaxlab.cli import write_jsonl_atomic, write_text_atomic
+from jaxlab.fileio import write_jsonl_atomic, write_text_atomic
 
 SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 

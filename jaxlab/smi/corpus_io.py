@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from jaxlab import fileio
+
 Opener = Callable[[str], BinaryIO]
 
 JSONL_EXTENSIONS = (".jsonl", ".json")
@@ -21,7 +23,7 @@ EXTENSIONS = JSONL_EXTENSIONS + TEXT_EXTENSIONS + PARQUET_EXTENSIONS
 
 
 def _open_local(path: str) -> BinaryIO:
-  return open(path, "rb")
+  return fileio.open_file(path, "rb")
 
 
 def check_extension(path: str) -> None:

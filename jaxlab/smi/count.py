@@ -12,7 +12,6 @@ worker processes; the beam runner (count_beam.py) does the same on any Apache Be
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import multiprocessing
 import os
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxlab import cli
+from jaxlab import cli, fileio
 from jaxlab.progress import Progress
 from jaxlab.smi.corpus_io import check_extension, iter_documents
 from jaxlab.smi.matcher import (
@@ -93,7 +92,7 @@ def _count_in_pool(
   context = multiprocessing.get_context("spawn")
   counter = context.Value("q", 0)
   # Largest files first, one file per task, so the last busy worker is not stuck with a big one.
-  files = sorted(files, key=os.path.getsize, reverse=True)
+  files = sorted(files, key=fileio.size, reverse=True)
   with _sigint_blocked():  # workers inherit the blocked SIGINT: no traceback from their start-up
     pool = context.Pool(workers, initializer=_init_worker, initargs=(index, counter))
   with pool:
@@ -196,7 +195,7 @@ def main(argv: Sequence[str]) -> None:
 
       files = count_beam.match_files(args.corpus)
     else:
-      files = sorted(glob.glob(args.corpus))
+      files = fileio.glob(args.corpus)
     if not files:
       cli.fail(f"--corpus: no file matches {args.corpus!r}")
     for path in files:
@@ -207,7 +206,7 @@ def main(argv: Sequence[str]) -> None:
       count_beam.count_triples_beam(triples, files, args.out, args.beam_options)
     else:
       rows = count_triples(triples, files, args.workers)
-      cli.write_jsonl_atomic(args.out, rows)
+      fileio.write_jsonl_atomic(args.out, rows)
   except (OSError, ValueError) as e:
     cli.fail(str(e))
   print(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxlab import cli
+from jaxlab import cli, fileio
 from jaxlab.smi.metric import METHODS, VARIANTS, model_size_term, predictors
 from jaxlab.smi.triples import json_lines, short_repr
 
@@ -113,7 +113,7 @@ def _check_record(row: Any) -> str | None:
 def load_records(path: str) -> list[dict]:
   """Reads count + accuracy records from JSONL; a bad row raises ValueError naming file:line."""
   records = []
-  with open(path, "rb") as f:
+  with fileio.open_file(path, "rb") as f:
     for lineno, row in json_lines(f):
       problem = str(row) if isinstance(row, ValueError) else _check_record(row)
       if problem:
@@ -163,7 +163,7 @@ def save_scatter(
   plot_fit(ax, x, acc, fit, method)
   ax.set(xlabel=f"{method} (normalized)", ylabel="CBQA accuracy (group mean)", xlim=(-0.03, 1.03))
   ax.legend(loc="upper left")
-  figure.savefig(path)
+  fileio.save_figure(figure, path)
 
 
 def format_table(result: Mapping[str, Any]) -> str:
@@ -202,10 +202,10 @@ def main(argv: Sequence[str]) -> None:
     result = _result(len(records), n_dropped, xs, acc)
   except (OSError, ValueError) as e:
     cli.fail(str(e))
-  os.makedirs(args.out, exist_ok=True)
+  fileio.makedirs(args.out)
   for method, fit in result["methods"].items():
     save_scatter(os.path.join(args.out, f"scatter_{method}.png"), method, xs[method], acc, fit)
-  cli.write_text_atomic(os.path.join(args.out, "fit.json"), json.dumps(result, indent=2) + "\n")
+  fileio.write_text_atomic(os.path.join(args.out, "fit.json"), json.dumps(result, indent=2) + "\n")
   print(format_table(result))
   print(f"wrote {os.path.join(args.out, 'fit.json')} and scatter_*.png", file=sys.stderr)
 

@@ -6,7 +6,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from jaxlab.cli import write_text_atomic
+from jaxlab import fileio
+from jaxlab.fileio import write_text_atomic
 
 METHODS = ("CO-OCCUR", "MI", "SMI")
 
@@ -42,7 +43,7 @@ def write_figure(results: Sequence[dict[str, Any]], workdir: str, variant: str) 
     ax.legend()
   fig.tight_layout()
   path = os.path.join(workdir, "smi_scaling.png")
-  fig.savefig(path, dpi=120)
+  fileio.save_figure(fig, path, dpi=120)
   plt.close(fig)
   return path
 

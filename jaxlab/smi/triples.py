@@ -9,6 +9,7 @@ import reprlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from jaxlab import fileio
 from jaxlab.cli import decode_json
 
 SUBJECT_SLOT = "[S]"
@@ -132,8 +133,7 @@ def load_triples(path: str, skip_malformed: bool = False) -> tuple[list[Triple],
   Returns (triples, number of malformed rows skipped). Without `skip_malformed` the first
   malformed row raises a one-line ValueError naming the file and line (or array item).
   """
-  with open(path, "rb") as f:
-    data = f.read()
+  data = fileio.read_bytes(path)
   triples, skipped = [], 0
   for where, row in _rows(path, data):
     try:
@@ -150,8 +150,7 @@ def load_triples(path: str, skip_malformed: bool = False) -> tuple[list[Triple],
 
 def load_templates(path: str) -> dict[str, list[str]]:
   """Reads {relation: [cloze template, ...]} from JSON; every template must contain `[S]`."""
-  with open(path, "rb") as f:
-    data = _read_json(path, f.read())
+  data = _read_json(path, fileio.read_bytes(path))
   if not isinstance(data, dict):
     raise ValueError(f"{path}: expected an object mapping relation -> list of templates")
   for rel, templates in data.items():

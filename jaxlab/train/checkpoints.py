@@ -24,6 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from jaxlab import fileio
 from jaxlab.train.state import TrainState
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class CheckpointSettings:
 def has_checkpoint(workdir: str) -> bool:
   """Whether `workdir/checkpoints` holds at least one step directory."""
   directory = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+  return fileio.isdir(directory) and any(name.isdigit() for name in fileio.listdir(directory))
 
 
 def param_path_name(path: tuple) -> str:
@@ -87,7 +88,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3, use_async: bool = False):
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=use_async)
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.directory = os.path.join(fileio.absolute(workdir), "checkpoints")
     self._manager = ocp.CheckpointManager(
       self.directory, options=options, item_names=("state", "data")
     )
@@ -209,14 +210,14 @@ class Checkpointer:
     if jax.process_index() == 0:
       for step in steps:
         source = os.path.join(self.directory, str(step))
-        if not os.path.isdir(source):
+        if not fileio.isdir(source):
           continue
         target = os.path.join(self.directory, f"{UNREADABLE_PREFIX}{step}")
         k = 0
-        while os.path.exists(target):
+        while fileio.exists(target):
           k += 1
           target = os.path.join(self.directory, f"{UNREADABLE_PREFIX}{step}.{k}")
-        os.rename(source, target)
+        fileio.rename(source, target)
         logger.info("moved unreadable checkpoint step %d aside to %s", step, target)
     if jax.process_count() > 1:
       ocp.multihost.sync_global_processes("jaxlab_checkpoint_move_aside")

@@ -20,6 +20,7 @@ from jaxlab.data.source import ArraySource, Batch, padded_batches
 from jaxlab.parallel.mesh import build_mesh, default_logical_rules, mesh_shape
 from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.trainer import Trainer, TrainerSettings
+from jaxlab.train.wandb_config import WandbSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +76,12 @@ def epoch_trainer(
   workdir: str,
   summary_fields: dict[str, Any],
   devices: Sequence[jax.Device] | None = None,
+  wandb: WandbSettings | None = None,
 ) -> Trainer:
-  """A Trainer over `arrays` for `train.epochs` epochs, logging once per epoch, evaluating the
-  objective on each of `eval_sets` every `eval_every` epochs (metrics `{name}_loss`,
-  `{name}_accuracy`, ...) and checkpointing every `checkpoint.every` epochs.
+  """A Trainer over `arrays` for `train.epochs` epochs, logging once per epoch (also to W&B when
+  `wandb` enables it), evaluating the objective on each of `eval_sets` every `eval_every` epochs
+  (metrics `{name}_loss`, `{name}_accuracy`, ...) and checkpointing every `checkpoint.every`
+  epochs.
 
   `program_for_steps(total_steps)` builds the Program (its schedule depends on the step count).
   """
@@ -94,6 +97,7 @@ def epoch_trainer(
     async_checkpoints=checkpoint.use_async,
     seed=seed,
     max_nonfinite_steps=train.max_nonfinite_steps,
+    wandb=wandb or WandbSettings(),
   )
   trainer = Trainer(
     settings,

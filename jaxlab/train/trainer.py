@@ -11,10 +11,11 @@ them to a `Trainer` with its settings, mesh and workdir, adds evaluators or hook
 3. The step is compiled ahead of time and its per-device memory logged before step 1.
 4. Each step: next batch -> global arrays -> jitted, donated step. Metrics are summed on device
    between log steps, so a logged value is the mean over its interval.
-5. Hooks run at their cadence and at the end: metrics (metrics.jsonl + TensorBoard, process 0),
-   progress, evaluators, study hooks, then checkpointing (always last, so it saves what the
-   others saw).
-6. summary.json: run facts, the study's fields and the last value of every metric.
+5. Hooks run at their cadence and at the end: metrics (metrics.jsonl + TensorBoard, and W&B
+   when `settings.wandb` enables it; process 0), progress, evaluators, study hooks, then
+   checkpointing (always last, so it saves what the others saw).
+6. summary.json: run facts, the study's fields and the last value of every metric (also the
+   W&B run's summary).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxlab.cli import write_text_atomic
+from jaxlab import fileio
 from jaxlab.config import ConfigError
 from jaxlab.data.global_batch import to_global_batch
 from jaxlab.data.source import Batch, DataSource, PolicySource
@@ -45,6 +46,7 @@ from jaxlab.train.flops import peak_flops_per_device
 from jaxlab.train.metrics import MetricsWriter, json_safe
 from jaxlab.train.preemption import PreemptionGuard
 from jaxlab.train.step import evaluation_metrics, make_eval_step, make_train_step
+from jaxlab.train.wandb_config import WandbSettings
 
 logger = logging.getLogger(__name__)
 Metrics = dict[str, float]
@@ -66,6 +68,7 @@ class TrainerSettings:
   seed: int = 0
   max_nonfinite_steps: int = 5  # consecutive skipped steps that end the run (DivergedError)
   init_from: str = ""  # a run whose latest parameters start a run without checkpoints
+  wandb: WandbSettings = WandbSettings()  # the W&B hook beside TensorBoard (off by default)
 
 
 class DivergedError(RuntimeError):
@@ -344,13 +347,12 @@ class Trainer:
         self.workdir, keep=self.settings.checkpoint_keep, use_async=self.settings.async_checkpoints
       )
       latest = checkpointer.latest_step()
-      if latest is not None and latest >= total and os.path.isfile(summary_path):
+      if latest is not None and latest >= total and fileio.isfile(summary_path):
         logger.info(
           "the run in %s is finished (step %d); summary.json left as it is", self.workdir, latest
         )
         checkpointer.close()
-        with open(summary_path) as f:
-          return json.load(f)
+        return fileio.read_json(summary_path)
       if latest is None and self.settings.init_from:
         self._saved_dtypes(self.settings.init_from)  # a mismatch fails before compiling
       logger.info("model: %s parameters", f"{self.num_params():,}")
@@ -358,7 +360,9 @@ class Trainer:
       check_fits(self.bytes_per_device, self.mesh)  # before anything is allocated
       state = self._restore_or_init(checkpointer)
       start = int(state.step)
-      writer = MetricsWriter(self.workdir, enabled=self.is_main, after_step=start)
+      writer = MetricsWriter(
+        self.workdir, enabled=self.is_main, after_step=start, wandb=self.settings.wandb
+      )
       progress = Progress(total, initial=start, enabled=self.is_main)
       last: Metrics = {}
       pending: list[dict[str, jax.Array]] = []  # step metrics since the last log, on device
@@ -407,25 +411,27 @@ class Trainer:
       checkpointer.close()
       self.data.close()
       progress.close()
-      writer.close()
+      summary = None
+      if not diverged:
+        summary = {
+          "step": step,
+          "total_steps": total,
+          "preempted": preempted,
+          "params": self.num_params(),
+          "num_devices": int(self.mesh.devices.size),
+          "device_kind": self.mesh.devices.flat[0].device_kind,
+          "bytes_per_device": self.bytes_per_device,
+          "wall_time_s": time.perf_counter() - started,
+          **self.summary_fields,
+          **last,
+        }
+      writer.close(summary, exit_code=1 if diverged else 0)  # a W&B run gets the summary
     if diverged:
       raise DivergedError(
         f"training diverged: {nonfinite_streak} consecutive steps up to step {step} had a "
         f"non-finite loss or gradient and were skipped; the checkpoints in {self.workdir} "
         "hold only finite parameters"
       )
-    summary = {
-      "step": step,
-      "total_steps": total,
-      "preempted": preempted,
-      "params": self.num_params(),
-      "num_devices": int(self.mesh.devices.size),
-      "device_kind": self.mesh.devices.flat[0].device_kind,
-      "bytes_per_device": self.bytes_per_device,
-      "wall_time_s": time.perf_counter() - started,
-      **self.summary_fields,
-      **last,
-    }
     if self.is_main:
-      write_text_atomic(summary_path, json.dumps(json_safe(summary), indent=2) + "\n")
+      fileio.write_text_atomic(summary_path, json.dumps(json_safe(summary), indent=2) + "\n")
     return summary

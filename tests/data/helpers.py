@@ -7,6 +7,7 @@ import numpy as np
 
 from jaxlab.data.pipeline import default_data_config
 from jaxlab.data.synthetic_text import MarkovTextGenerator
+from jaxlab.data.tokenizers import ByteTokenizer
 
 
 def corpus(num_docs: int) -> list[str]:
@@ -40,3 +41,21 @@ def documents_in(batch: dict[str, np.ndarray], tokenizer) -> list[str]:
       mask = segment_ids == segment
       texts.append(tokenizer.decode(np.concatenate([inputs[mask], targets[mask][-1:]]).tolist()))
   return texts
+
+
+def texts(batches) -> list[str]:
+  """Documents of byte-tokenized batches, in row order."""
+  return [doc for batch in batches for doc in documents_in(batch, ByteTokenizer())]
+
+
+def take(iterator, count: int) -> list[dict[str, np.ndarray]]:
+  return [next(iterator) for _ in range(count)]
+
+
+def assert_batches_equal(left, right):
+  assert len(left) == len(right)
+  for a, b in zip(left, right):
+    assert a.keys() == b.keys()
+    for name in a:
+      np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+      assert a[name].dtype == b[name].dtype

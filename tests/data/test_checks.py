@@ -1,6 +1,5 @@
 """check_data: bad LM data is one line naming the file (and line) before anything is written."""
 
-import builtins
 import os
 
 import pytest
@@ -8,6 +7,7 @@ import pytest
 from jaxlab.data import checks
 from jaxlab.data.checks import check_data
 from jaxlab.data.sources import JsonlSource
+from jaxlab.fileio import open_file
 
 from .helpers import corpus, data_config, write_jsonl
 
@@ -95,7 +95,7 @@ def test_record_missing_the_text_field(tmp_path):
 def test_unknown_kind(tmp_path):
   path = write_jsonl(tmp_path / "docs.jsonl", ["a", "b"])
   assert _error(data_config(kind="jsnol", train_files=path)) == (
-    "unknown data.kind 'jsnol'; expected one of synthetic, jsonl, text, array_record"
+    "unknown data.kind 'jsnol'; expected one of synthetic, jsonl, text, array_record, seqio"
   )
 
 
@@ -126,9 +126,9 @@ def test_each_file_is_read_once(tmp_path, monkeypatch):
 
   def counting_open(path, *args, **kwargs):
     opened.append(os.path.basename(path))
-    return builtins.open(path, *args, **kwargs)
+    return open_file(path, *args, **kwargs)
 
-  monkeypatch.setattr(checks, "open", counting_open, raising=False)
+  monkeypatch.setattr(checks.fileio, "open_file", counting_open)
   check_data(
     data_config(
       kind="jsonl",

@@ -6,32 +6,22 @@ import numpy as np
 import pytest
 
 from jaxlab.data.pipeline import build_lm_iterator, default_data_config
-from jaxlab.data.tokenizers import ByteTokenizer, build_tokenizer
+from jaxlab.data.tokenizers import build_tokenizer
 
-from .helpers import data_config, documents_in, numbered_docs, write_jsonl
+from .helpers import (
+  assert_batches_equal,
+  data_config,
+  documents_in,
+  numbered_docs,
+  take,
+  texts,
+  write_jsonl,
+)
 
 SEQ_LEN = 16  # One numbered document per packed row.
 PACKING_ROWS = (
   64  # Rows packed (and shuffled) together: a train epoch of 64 documents is one group.
 )
-
-
-def texts(batches) -> list[str]:
-  """Documents of byte-tokenized batches, in row order."""
-  return [doc for batch in batches for doc in documents_in(batch, ByteTokenizer())]
-
-
-def take(iterator, count: int) -> list[dict[str, np.ndarray]]:
-  return [next(iterator) for _ in range(count)]
-
-
-def assert_batches_equal(left, right):
-  assert len(left) == len(right)
-  for a, b in zip(left, right):
-    assert a.keys() == b.keys()
-    for name in a:
-      np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-      assert a[name].dtype == b[name].dtype
 
 
 def synthetic_iterator(seed: int = 0):

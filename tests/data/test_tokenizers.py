@@ -149,8 +149,8 @@ class _FakeProcessor:
 
   ids = {}
 
-  def __init__(self, model_file):
-    del model_file
+  def __init__(self, model_proto):
+    assert model_proto == b"model bytes"  # the file's contents, read through jaxlab.fileio
 
   def get_piece_size(self):
     return 50
@@ -175,6 +175,7 @@ def test_sentencepiece_special_ids(monkeypatch, tmp_path, ids, expected):
   monkeypatch.setattr(sentencepiece, "SentencePieceProcessor", _FakeProcessor)
   monkeypatch.setattr(_FakeProcessor, "ids", ids)
   path = str(tmp_path / "fake.model")
+  (tmp_path / "fake.model").write_bytes(b"model bytes")
   if expected is None:
     with pytest.raises(ValueError, match=f"^SentencePiece model {path} has no BOS/EOS piece$"):
       SentencePieceTokenizer(path)
@@ -237,7 +238,7 @@ def test_hf_errors_name_the_file_and_the_token(tmp_path, hf_tokenizer_json, monk
   bad = tmp_path / "bad.json"
   bad.write_text("not json")
   with pytest.raises(Exception) as raw:
-    tokenizers.Tokenizer.from_file(str(bad))
+    tokenizers.Tokenizer.from_str(bad.read_text())
   reason = str(raw.value).strip().splitlines()[0]
   with pytest.raises(ValueError) as error:
     HFTokenizer(str(bad))
@@ -245,7 +246,7 @@ def test_hf_errors_name_the_file_and_the_token(tmp_path, hf_tokenizer_json, monk
 
   class Silent:
     @staticmethod
-    def from_file(path):
+    def from_str(text):
       raise Exception()  # pylint: disable=broad-exception-raised
 
   monkeypatch.setattr(tokenizers, "Tokenizer", Silent)

@@ -1,3 +1,5 @@
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,6 +152,9 @@ def test_dtypes_defaults_and_messages():
   bits = gray_code_bits(jnp.asarray([5]), 4, dtype=jnp.int8)
   assert bits.dtype == jnp.int8 and bits.tolist() == [[0, 1, 1, 1]]  # G(5) = 7
   assert log_relative_bias(4).dtype == np.float32
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # log2(0) at length 1 must not warn
+    assert log_relative_bias(1).tolist() == [[0.0]]
   with pytest.raises(TypeError, match="gray_code takes integers, got float32"):
     gray_code(jnp.asarray([1.0]))
   with pytest.raises(ValueError, match=r"2D coordinates need a 2D grid, got \(16,\)"):

@@ -44,6 +44,16 @@ _ASCII_ONLY = (
   "the same (Python also coerces the C locale to UTF-8); other text is rejected either way"
 )
 
+_INV_FREQ = "inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)"
+_SHIFTS = "shifts = jnp.arange(num_bits - 1, -1, -1, dtype=codes.dtype)"
+_DEFAULT_FLOAT = (
+  "jax's default float (x64 off, as jaxlab runs) is float32: an integer arange divided by a "
+  "Python int, and astype(None), give the same float32 values"
+)
+_SHIFT_DTYPE = (
+  "the shifts are 0..num_bits-1 in any integer type; the bits are cast to `dtype` at the end"
+)
+
 EQUIVALENT: tuple[Equivalent, ...] = (
   Equivalent(
     "jaxlab/smi/metric.py",
@@ -271,5 +281,54 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     "pad_id=tokenizer.pad_id,",
     "",
     "the sampler pads only after a row stops, and row[:n] cuts that off before decoding",
+  ),
+  Equivalent(
+    "jaxlab/models/positional.py",
+    "rope_tables",
+    _INV_FREQ,
+    "inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=None) / head_dim)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/models/positional.py",
+    "rope_tables",
+    _INV_FREQ,
+    "inv_freq = theta ** (-jnp.arange(0, head_dim, 2, ) / head_dim)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/models/positional.py",
+    "rope_tables",
+    "angles = positions.astype(jnp.float32)[:, :, None] * inv_freq[None, None, :]",
+    "angles = positions.astype(None)[:, :, None] * inv_freq[None, None, :]",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/models/positional.py",
+    "rotate",
+    "x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)",
+    "x1, x2 = jnp.split(x.astype(None), 2, axis=-1)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/models/positional.py",
+    "gray_code_bits",
+    _SHIFTS,
+    "shifts = jnp.arange(num_bits - 1, -1, -1, dtype=None)",
+    _SHIFT_DTYPE,
+  ),
+  Equivalent(
+    "jaxlab/models/positional.py",
+    "gray_code_bits",
+    _SHIFTS,
+    "shifts = jnp.arange(num_bits - 1, -1, -1, )",
+    _SHIFT_DTYPE,
+  ),
+  Equivalent(
+    "jaxlab/models/positional.py",
+    "grid_coordinates",
+    "return np.stack([rows.ravel(), cols.ravel()], axis=-1)",
+    "return np.stack([rows.ravel(), cols.ravel()], axis=+1)",
+    "stacking two 1-D arrays gives a 2-D result, whose axis -1 is axis 1",
   ),
 )

@@ -278,3 +278,35 @@ def test_count_cli_ctrl_c_is_one_line_exit_130(tmp_path, triples_file):
   assert (process.returncode, stderr) == (130, "interrupted\n")
   assert sorted(os.listdir(tmp_path)) == ["triples.jsonl"]  # no output, no temporary file
   assert not [pid for pid in workers if _running(pid)]  # no worker left behind
+
+
+def test_count_and_fit_clis_read_and_write_a_bucket(
+  corpus, tmp_path, triples_file, bucket_dir, capsys
+):
+  """The SMI tools on gs:// (a local GCS server, tests/gcs_emulator.py): the same counts as the
+  naive reference, and a fit of records in the bucket written back to it."""
+  from jaxlab import fileio
+  from jaxlab.smi import count, fit
+  from tests.cli_helpers import run_main
+
+  from .test_metric_fit import RECORDS
+
+  files, docs = corpus
+  for path in files:
+    fileio.copy(path, f"{bucket_dir}/corpus/{os.path.basename(path)}")
+  fileio.copy(str(triples_file), f"{bucket_dir}/triples.jsonl")
+  argv = ["--triples", f"{bucket_dir}/triples.jsonl", "--corpus", f"{bucket_dir}/corpus/*"]
+  status, _, err = run_main(count.main, [*argv, "--out", f"{bucket_dir}/counts.jsonl"], capsys)
+  assert status == 0, err
+  triples = [Triple(t.subj, t.rel, t.obj) for t in TRIPLES[:4]]
+  expected = format_rows(count_triples_naive(triples, docs))
+  assert fileio.read_text(f"{bucket_dir}/counts.jsonl") == expected
+
+  fileio.write_jsonl_atomic(f"{bucket_dir}/records.jsonl", RECORDS)
+  argv = ["--records", f"{bucket_dir}/records.jsonl", "--params", "7e9"]
+  status, out, err = run_main(fit.main, [*argv, "--out", f"{bucket_dir}/fit"], capsys)
+  assert status == 0, err
+  assert fileio.read_json(f"{bucket_dir}/fit/fit.json")["n_triples"] == 7
+  assert out.startswith("n_triples=7 n_dropped=3")
+  names = sorted(fileio.listdir(f"{bucket_dir}/fit"))
+  assert names == ["fit.json", "scatter_CO-OCCUR.png", "scatter_MI.png", "scatter_SMI.png"]
