@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 test: $(STAMP)
-	JAX_PLATFORMS=cpu $(PY) -m pytest -n auto --maxprocesses 4 tests
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n auto --maxprocesses 4 --durations=30 tests
 
 # The tests marked slow (minutes each, left out of `make test`): AOT compiles of smi_1p6b and smi_13b.
 test-slow: $(STAMP)

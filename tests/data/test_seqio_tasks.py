@@ -312,8 +312,8 @@ def test_importing_jaxlab_data_imports_neither_tensorflow_nor_seqio():
 @needs_seqio
 def test_launch_trains_on_a_seqio_task(tmp_path):
   """`python -m jaxlab.launch ... --config.data.kind=seqio`: a module registers the task (as a
-  t5x user's MIXTURE_OR_TASK_MODULE does), the run trains, evaluates and finishes, and a longer
-  run in the same workdir resumes it."""
+  t5x user's MIXTURE_OR_TASK_MODULE does), and the run trains, evaluates and finishes (resuming
+  the seqio iterator is test_resume_from_get_state_continues_identically)."""
   docs = corpus(200)
   write_jsonl(tmp_path / "train.jsonl", docs[:180])
   write_jsonl(tmp_path / "eval.jsonl", docs[180:])
@@ -362,8 +362,4 @@ def test_launch_trains_on_a_seqio_task(tmp_path):
   assert all(np.isfinite(row["loss"]) for row in rows if "loss" in row)
   config = json.loads((workdir / "config.json").read_text())
   assert config["data"]["kind"] == "seqio" and config["data"]["seqio_task"] == "launch_docs"
-  # Longer: resumes from step 4, the seqio iterator from its checkpointed position.
-  result = launch(6)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "at step 4" in result.stderr
-  assert json.loads((workdir / "summary.json").read_text())["step"] == 6
+  assert json.loads((workdir / "summary.json").read_text())["step"] == 4

@@ -54,6 +54,11 @@ _SHIFT_DTYPE = (
   "the shifts are 0..num_bits-1 in any integer type; the bits are cast to `dtype` at the end"
 )
 
+_CLAMPED = (
+  "index 2 of a size-2 axis: jax clamps out-of-bounds indices of a gather, so [:, 2] reads "
+  "[:, 1], as the original does"
+)
+
 EQUIVALENT: tuple[Equivalent, ...] = (
   Equivalent(
     "jaxlab/smi/metric.py",
@@ -330,5 +335,47 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     "return np.stack([rows.ravel(), cols.ravel()], axis=-1)",
     "return np.stack([rows.ravel(), cols.ravel()], axis=+1)",
     "stacking two 1-D arrays gives a 2-D result, whose axis -1 is axis 1",
+  ),
+  Equivalent(
+    "jaxlab/objectives/dpo.py",
+    "response_lengths",
+    'return jnp.sum(batch["pair_loss_weights"] != 0, axis=-1).astype(jnp.float32)',
+    'return jnp.sum(batch["pair_loss_weights"] != 0, axis=-1).astype(None)',
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/dpo.py",
+    "chosen_nll",
+    "return jnp.where(first_wins, per_token[:, 0], per_token[:, 1])",
+    "return jnp.where(first_wins, per_token[:, 0], per_token[:, 2])",
+    _CLAMPED,
+  ),
+  Equivalent(
+    "jaxlab/objectives/dpo.py",
+    "dpo_terms",
+    "chosen = jnp.where(first_wins, rewards[:, 0], rewards[:, 1])",
+    "chosen = jnp.where(first_wins, rewards[:, 0], rewards[:, 2])",
+    _CLAMPED,
+  ),
+  Equivalent(
+    "jaxlab/objectives/dpo.py",
+    "dpo_terms",
+    "rejected = jnp.where(first_wins, rewards[:, 1], rewards[:, 0])",
+    "rejected = jnp.where(first_wins, rewards[:, 2], rewards[:, 0])",
+    _CLAMPED,
+  ),
+  Equivalent(
+    "jaxlab/objectives/dpo.py",
+    "DPOObjective.__call__",
+    'first_wins = batch["label"] > 0.5',
+    'first_wins = batch["label"] >= 0.5',
+    "a labelled pair's label is 0 or 1 (a tie has label_weight 0, and every term is weighted)",
+  ),
+  Equivalent(
+    "jaxlab/objectives/dpo.py",
+    "DPOObjective.__call__",
+    'weight = batch["label_weight"].astype(jnp.float32)',
+    'weight = batch["label_weight"].astype(None)',
+    _DEFAULT_FLOAT,
   ),
 )

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from jaxlab.data.tokenizers import ByteTokenizer
-from jaxlab.objectives.dpo import DPOObjective, dpo_terms, implicit_rewards, pair_logprobs
+from jaxlab.objectives.dpo import (
+  DPOObjective,
+  chosen_nll,
+  dpo_metric_sums,
+  dpo_terms,
+  implicit_rewards,
+  pair_logprobs,
+)
 from tests.objectives.preference_helpers import (
   PAIRS,
   init_params,
@@ -58,6 +65,22 @@ def test_chosen_and_rejected_follow_the_label():
   assert chosen.tolist() == [1.0, 2.0] and rejected.tolist() == [2.0, 1.0]
 
 
+def test_metric_sums_and_chosen_nll_by_hand():
+  weight = jnp.asarray([1.0, 1.0, 1.0, 0.0])
+  chosen, rejected = jnp.asarray([0.5, 1.0, 0.0, 2.0]), jnp.asarray([0.2, 1.0, 0.2, 0.0])
+  sums = {k: float(v) for k, v in dpo_metric_sums(weight, chosen, rejected).items()}
+  # Margins 0.3, 0, -0.2 (and 2.0 unweighted): only a positive margin is a win.
+  assert sums["reward_accuracy"] == 1.0
+  assert sums == pytest.approx(
+    {"reward_accuracy": 1.0, "chosen_reward": 1.5, "rejected_reward": 1.4, "margin": 0.1}
+  )
+  # Per-token NLL of the chosen response; a one-token and an empty response divide by 1.
+  policy = jnp.asarray([[-6.0, -3.0], [-2.0, -8.0], [-9.0, -4.0]])
+  lengths = jnp.asarray([[3.0, 1.0], [0.0, 4.0], [3.0, 2.0]])
+  nll = chosen_nll(policy, lengths, jnp.asarray([False, True, True]))
+  assert nll.tolist() == [3.0, 2.0, 3.0]
+
+
 def numpy_sequence_logprob(model, params, prompt, response):
   """log p(response + EOS | BOS + prompt) from full logits, one token at a time."""
   tok = ByteTokenizer()
@@ -82,7 +105,9 @@ def test_objective_against_its_reference():
   params, batch = init_params(model), pair_batch()
   batch = dict(batch, label=jnp.asarray([1.0, 0.0, 1.0, 1.0]), label_weight=jnp.ones(4))
   objective = DPOObjective(model, beta=BETA)
-  same = objective(params, {}, {"reference": params}, batch, None, True)
+  model_state = {}
+  same = objective(params, model_state, {"reference": params}, batch, None, True)
+  assert same.model_state is model_state  # DPO leaves the model's mutable state as it is
   assert float(same.loss_sum / same.weight_sum) == pytest.approx(np.log(2), rel=1e-6)
   assert float(same.metrics["reward_accuracy"]) == 0.0  # a zero margin is not a win
 
