@@ -59,6 +59,13 @@ _CLAMPED = (
   "[:, 1], as the original does"
 )
 
+_LAST_AXIS = "on a [B, T] mask, axis +1 is axis -1"
+_ROPE_ONLY = (
+  "the critic's backbone reads positions only through RoPE, which depends on the distance "
+  "between two positions of one segment; a row's own positions and the default arange differ "
+  "by a constant within each segment"
+)
+
 EQUIVALENT: tuple[Equivalent, ...] = (
   Equivalent(
     "jaxlab/smi/metric.py",
@@ -377,5 +384,148 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     'weight = batch["label_weight"].astype(jnp.float32)',
     'weight = batch["label_weight"].astype(None)',
     _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "gae",
+    "mask = mask.astype(jnp.float32)",
+    "mask = mask.astype(None)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "gae",
+    "zeros = jnp.zeros((batch,), jnp.float32)",
+    "zeros = jnp.zeros((batch,), None)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "gae",
+    "zeros = jnp.zeros((batch,), jnp.float32)",
+    "zeros = jnp.zeros((batch,), )",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "last_positions",
+    "length = mask.shape[-1]",
+    "length = mask.shape[+1]",
+    _LAST_AXIS,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "last_positions",
+    "last = length - 1 - jnp.argmax(mask[:, ::-1] != 0, axis=-1)",
+    "last = length - 1 - jnp.argmax(mask[:, ::-1] != 0, axis=+1)",
+    _LAST_AXIS,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "last_positions",
+    "any_masked = jnp.any(mask != 0, axis=-1)",
+    "any_masked = jnp.any(mask != 0, axis=+1)",
+    _LAST_AXIS,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "last_positions",
+    "return jax.nn.one_hot(last, length, dtype=jnp.float32) * any_masked[:, None]",
+    "return jax.nn.one_hot(last, length, dtype=None) * any_masked[:, None]",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "last_positions",
+    "return jax.nn.one_hot(last, length, dtype=jnp.float32) * any_masked[:, None]",
+    "return jax.nn.one_hot(last, length, ) * any_masked[:, None]",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "token_rewards",
+    "mask = mask.astype(jnp.float32)",
+    "mask = mask.astype(None)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "token_rewards",
+    "final = jnp.clip(scores.astype(jnp.float32), -reward_clip, reward_clip)",
+    "final = jnp.clip(scores.astype(None), -reward_clip, reward_clip)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "experience",
+    'mask = rows["response_mask"].astype(jnp.float32)',
+    'mask = rows["response_mask"].astype(None)',
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "experience",
+    '{"params": params["critic"]}, rows["inputs"], rows["segment_ids"], rows["positions"]',
+    '{"params": params["critic"]}, rows["inputs"], rows["segment_ids"], None',
+    _ROPE_ONLY,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "experience",
+    '{"params": params["critic"]}, rows["inputs"], rows["segment_ids"], rows["positions"]\n)',
+    '{"params": params["critic"]}, rows["inputs"], rows["segment_ids"], )',
+    _ROPE_ONLY,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "ppo_token_terms",
+    '"clip_fraction": (jnp.abs(ratio - 1.0) > eps).astype(jnp.float32),',
+    '"clip_fraction": (jnp.abs(ratio - 1.0) > eps).astype(None),',
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "ppo_token_terms",
+    '"clip_fraction": (jnp.abs(ratio - 1.0) > eps).astype(jnp.float32),',
+    '"clip_fraction": (jnp.abs(ratio - 1.0) >= eps).astype(jnp.float32),',
+    (
+      "only the clip_fraction metric reads it, and it differs only where |ratio - 1| equals "
+      "clip_eps exactly in float32"
+    ),
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "PPOObjective.__call__",
+    'mask = batch["response_mask"].astype(jnp.float32)',
+    'mask = batch["response_mask"].astype(None)',
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "PPOObjective.__call__",
+    '{"params": params["critic"]}, batch["inputs"], batch["segment_ids"], batch["positions"]',
+    '{"params": params["critic"]}, batch["inputs"], batch["segment_ids"], None',
+    _ROPE_ONLY,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "PPOObjective.__call__",
+    '{"params": params["critic"]}, batch["inputs"], batch["segment_ids"], batch["positions"]\n)',
+    '{"params": params["critic"]}, batch["inputs"], batch["segment_ids"], )',
+    _ROPE_ONLY,
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "actor_critic_init",
+    "tokens = jnp.zeros((1, seq_len), jnp.int32)",
+    "tokens = jnp.zeros((2, seq_len), jnp.int32)",
+    "the initial parameters do not depend on the batch size of the example input",
+  ),
+  Equivalent(
+    "jaxlab/objectives/ppo.py",
+    "explained_variance",
+    'return float("nan")',
+    'return float("NAN")',
+    "float() parses nan case-insensitively",
   ),
 )

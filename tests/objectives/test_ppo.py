@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import flax.linen as nn
 import jax
@@ -262,3 +263,113 @@ def test_explained_variance():
   assert ppo.explained_variance(returns, returns, mask) == 1.0
   assert ppo.explained_variance(np.zeros((1, 4)), returns, mask) == pytest.approx(0.0)
   assert np.isnan(ppo.explained_variance(returns, np.ones((1, 4)), mask))
+
+
+def _left_padded(rows, pad):
+  """`rows` with `pad` padding tokens in front (segment 0), positions still from 0."""
+  out = {}
+  for name, value in rows.items():
+    value = np.asarray(value)
+    out[name] = np.concatenate([np.zeros((len(value), pad), value.dtype), value], axis=1)
+  return out
+
+
+def test_a_left_padded_batch_gets_the_values_and_losses_of_the_unpadded_one():
+  """The critic sees each row's segments and positions: padding in front changes nothing."""
+  actor, sft = _params()
+  critic = ValueModel(CFG)
+  params = {"actor": _perturbed(sft, 1), "critic": critic_params(_perturbed(sft, 3), CFG)}
+  params["critic"]["value_head"]["kernel"] = 0.1 * jnp.ones((CFG.d_model, 1))
+  rows, scores = _rows(), jnp.asarray([1.0, -2.0, -0.25, 1.0])
+  padded = _left_padded(rows, 3)
+  settings = ppo.PPOSettings()
+  plain = _experience(actor, critic, settings)(params, sft, rows, scores)
+  shifted = _experience(actor, critic, settings)(params, sft, padded, scores)
+  assert float(jnp.abs(plain["old_values"]).max()) > 1e-2  # the critic is not constant 0
+  direct = critic.apply(
+    {"params": params["critic"]}, rows["inputs"], rows["segment_ids"], rows["positions"]
+  )
+  np.testing.assert_allclose(plain["old_values"], direct * rows["response_mask"], atol=1e-6)
+  for name in ("old_values", "old_logprobs", "advantages", "returns"):
+    np.testing.assert_allclose(shifted[name][:, 3:], plain[name], atol=2e-5, err_msg=name)
+  objective = ppo.PPOObjective(actor, critic, settings)
+  moved = {"actor": _perturbed(sft, 4, 0.3), "critic": _perturbed(params["critic"], 5, 0.3)}
+  model_state = {}
+  outs = [
+    jax.jit(lambda p, b: objective(p, model_state, {}, b, None, True))(moved, {**r, **e})
+    for r, e in ((rows, plain), (padded, shifted))
+  ]
+  assert outs[0].model_state == {}  # PPO passes the (empty) mutable model state through
+  for name in ("value_loss", "policy_loss"):
+    assert float(outs[1].metrics[name]) == pytest.approx(float(outs[0].metrics[name]), rel=1e-4)
+
+
+def test_last_positions_and_the_reward_clip_by_hand():
+  mask = jnp.asarray(
+    [[0, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1]]
+  )
+  last = np.asarray(ppo.last_positions(mask))
+  assert last.dtype == np.float32
+  assert last.tolist() == [
+    [0, 0, 0, 1, 0, 0],
+    [1, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 1],
+  ]
+  # Scores beyond +-reward_clip are clipped on both sides.
+  zeros = jnp.zeros((4, 6))
+  rewards = ppo.token_rewards(jnp.asarray([-7.0, 9.0, 3.0, -2.0]), zeros, zeros, mask, 0.4, 5.0)
+  assert np.asarray(rewards).sum(axis=1).tolist() == [-5.0, 5.0, 0.0, -2.0]
+
+
+def test_kl_metrics_by_hand():
+  batch = {
+    "old_logprobs": jnp.asarray([[-1.0, -2.0]]),
+    "ref_logprobs": jnp.asarray([[-1.5, -1.0]]),
+    "advantages": jnp.zeros((1, 2)),
+    "old_values": jnp.zeros((1, 2)),
+    "returns": jnp.zeros((1, 2)),
+  }
+  logprobs = jnp.asarray([[-0.5, -2.0]])
+  terms = ppo.ppo_token_terms(logprobs, jnp.zeros((1, 2)), batch, ppo.PPOSettings())
+  ratio = np.exp([0.5, 0.0])
+  np.testing.assert_allclose(terms["approx_kl"], [(ratio - 1) - [0.5, 0.0]], rtol=1e-6)
+  np.testing.assert_allclose(terms["kl"], [[1.0, -1.0]])
+  assert np.asarray(terms["clip_fraction"]).tolist() == [[1.0, 0.0]]  # ratio e^0.5 > 1.2
+
+
+def test_settings_accept_their_boundaries():
+  for edge in (dict(kl_coef=0.0), dict(gamma=0.0, lam=0.0), dict(gamma=1.0, lam=1.0)):
+    dataclasses.replace(ppo.PPOSettings(), **edge).validate()
+
+
+def test_explained_variance_counts_only_masked_positions():
+  returns = np.array([[1.0, 2.0, 3.0, 9.0]])
+  values = np.array([[1.0, 2.0, 3.0, 0.0]])  # wrong only where the mask is 0
+  assert ppo.explained_variance(values, returns, np.array([[1, 1, 1, 0]])) == 1.0
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no mean of an empty slice
+    assert np.isnan(ppo.explained_variance(values, returns, np.zeros((1, 4))))
+
+
+def test_initializer_reference_and_batch_spec():
+  actor, critic = Transformer(CFG), ValueModel(CFG)
+  key = jax.random.PRNGKey(7)
+  variables = nn.unbox(jax.jit(ppo.actor_critic_init(actor, critic, 8))(key))
+  actor_key, critic_key = jax.random.split(key)
+  tokens = jnp.zeros((1, 8), jnp.int32)
+  want = {
+    "actor": nn.unbox(actor.init(actor_key, tokens))["params"],
+    "critic": nn.unbox(critic.init(critic_key, tokens))["params"],
+  }
+  assert list(variables) == ["params"]
+  assert jax.tree.structure(variables["params"]) == jax.tree.structure(want)
+  for got, expected in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(want)):
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+  assert ppo.reference_frozen({"actor": "A", "critic": "C"}) == {"reference": "A"}
+  spec = ppo.batch_fields(seq_len=5, batch_size=3)
+  ints = ("inputs", "targets", "segment_ids", "positions")
+  floats = ("response_mask", *ppo.EXPERIENCE_FIELDS, "rewards")
+  assert sorted(spec) == sorted(ints + floats)
+  assert all(spec[k] == jax.ShapeDtypeStruct((3, 5), jnp.int32) for k in ints)
+  assert all(spec[k] == jax.ShapeDtypeStruct((3, 5), jnp.float32) for k in floats)
