@@ -66,6 +66,15 @@ _ROPE_ONLY = (
   "by a constant within each segment"
 )
 
+_SELECTED = (
+  "selected = agreed_selection(pred.p_implicit, pred.p_judge, s.tau).astype(jnp.float32) * weight"
+)
+_JUDGE_ROPE = (
+  "the judge reads positions only through RoPE, which depends on distances within a segment; "
+  "a judge row's positions (from 0 after its left padding) and the default arange differ by a "
+  "constant there"
+)
+
 EQUIVALENT: tuple[Equivalent, ...] = (
   Equivalent(
     "jaxlab/smi/metric.py",
@@ -527,5 +536,99 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     'return float("nan")',
     'return float("NAN")',
     "float() parses nan case-insensitively",
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    'positions = batch["judge_positions"].reshape(-1, shape[-1])',
+    "positions = None",
+    _JUDGE_ROPE,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    'hidden, head = model.apply({"params": params}, *rows, positions, return_hidden=True)',
+    'hidden, head = model.apply({"params": params}, *rows, None, return_hidden=True)',
+    _JUDGE_ROPE,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    'hidden, head = model.apply({"params": params}, *rows, positions, return_hidden=True)',
+    'hidden, head = model.apply({"params": params}, *rows, return_hidden=True)',
+    _JUDGE_ROPE,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    "last = hidden[:, -1].astype(jnp.float32)",
+    "last = hidden[:, -1].astype(None)",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    "logits = last @ head[:, jnp.asarray(verdict_ids)].astype(jnp.float32)  # [2B, 2]",
+    "logits = last @ head[:, jnp.asarray(verdict_ids)].astype(None)  # [2B, 2]",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    "first_verdict = jax.nn.softmax(logits, axis=-1)[:, 0].reshape(-1, 2)",
+    "first_verdict = jax.nn.softmax(logits, )[:, 0].reshape(-1, 2)",
+    "jax.nn.softmax normalizes over axis -1 by default",
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    "first_verdict = jax.nn.softmax(logits, axis=-1)[:, 0].reshape(-1, 2)",
+    "first_verdict = jax.nn.softmax(logits, axis=+1)[:, 0].reshape(-1, 2)",
+    "on the [2B, 2] verdict logits, axis +1 is axis -1",
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "judge_probability",
+    "return 0.5 * (first_verdict[:, 0] + (1.0 - first_verdict[:, 1]))",
+    "return 0.5 * (first_verdict[:, 0] + (1.0 - first_verdict[:, 2]))",
+    _CLAMPED,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "reward_predictions",
+    "p_implicit=jax.nn.sigmoid(label_rewards[:, 0] - label_rewards[:, 1]),",
+    "p_implicit=jax.nn.sigmoid(label_rewards[:, 0] - label_rewards[:, 2]),",
+    _CLAMPED,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "SCIRObjective.__call__",
+    'weight = batch["pair_weight"].astype(jnp.float32)',
+    'weight = batch["pair_weight"].astype(None)',
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "SCIRObjective.__call__",
+    _SELECTED,
+    "selected = agreed_selection(pred.p_implicit, pred.p_judge, s.tau).astype(None) * weight",
+    _DEFAULT_FLOAT,
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "SCIRObjective.__call__",
+    "first_wins = jax.lax.stop_gradient(pred.p_judge) > 0.5",
+    "first_wins = jax.lax.stop_gradient(pred.p_judge) >= 0.5",
+    (
+      "at P_G = 0.5 exactly no winner is agreed on, so the pair is not selected and its DPO "
+      "term is multiplied by 0"
+    ),
+  ),
+  Equivalent(
+    "jaxlab/objectives/scir.py",
+    "SCIRObjective.__call__",
+    "agree = agreed_selection(pred.p_implicit, pred.p_judge, 0.0).astype(jnp.float32)",
+    "agree = agreed_selection(pred.p_implicit, pred.p_judge, 0.0).astype(None)",
+    _DEFAULT_FLOAT,
   ),
 )
