@@ -19,14 +19,8 @@ class Equivalent:
   reason: str
 
 
-_WORD_LIST = 'with open(path, encoding="utf-8") as f:'
 _WORD_DECODE = 'return data.decode("utf-8", errors="replace")'
 _LOG2_SIZE = "size = math.log2(params) if params > 0 else 0.0"
-_RECORDS = 'with open(path, encoding="utf-8") as f:'
-_LOCALE = (
-  "open() defaults to the locale's encoding, UTF-8 in the UTF-8 and (coerced) C locales the "
-  "tests run under; only a non-UTF-8 locale would read non-ASCII files differently"
-)
 _REACT = "if action < 0 or action_input < 0:"
 _ACTION_INPUT_AT_0 = (
   'with "Action Input:" at 0 the name slice text[action + 8 : 0] is empty, so the original '
@@ -39,10 +33,6 @@ _BATCHING = (
 )
 _LENGTH = "length = -(-max(map(len, batch)) // 32) * 32"
 _PAD = "tokens, mask = left_pad(batch, tokenizer.pad_id, length)"
-_ASCII_ONLY = (
-  "word lists are ASCII letters by contract, which every ASCII-compatible locale encoding reads "
-  "the same (Python also coerces the C locale to UTF-8); other text is rejected either way"
-)
 
 _INV_FREQ = "inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)"
 _SHIFTS = "shifts = jnp.arange(num_bits - 1, -1, -1, dtype=codes.dtype)"
@@ -95,27 +85,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     "WordTokenizer.__init__",
     'self._pieces = [piece.encode("ascii") for piece in pieces]',
     'self._pieces = [piece.encode("ASCII") for piece in pieces]',
-    "codec names are case-insensitive",
-  ),
-  Equivalent(
-    "jaxlab/data/tokenizers.py",
-    "WordTokenizer.from_file",
-    _WORD_LIST,
-    "with open(path, encoding=None) as f:",
-    _ASCII_ONLY,
-  ),
-  Equivalent(
-    "jaxlab/data/tokenizers.py",
-    "WordTokenizer.from_file",
-    _WORD_LIST,
-    "with open(path, ) as f:",
-    _ASCII_ONLY,
-  ),
-  Equivalent(
-    "jaxlab/data/tokenizers.py",
-    "WordTokenizer.from_file",
-    _WORD_LIST,
-    'with open(path, encoding="UTF-8") as f:',
     "codec names are case-insensitive",
   ),
   Equivalent(
@@ -187,23 +156,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     _REACT,
     "if action < 0 or action_input < 1:",
     _ACTION_INPUT_AT_0,
-  ),
-  Equivalent(
-    "jaxlab/eval/tool_use.py",
-    "_read_records",
-    _RECORDS,
-    "with open(path, encoding=None) as f:",
-    _LOCALE,
-  ),
-  Equivalent(
-    "jaxlab/eval/tool_use.py", "_read_records", _RECORDS, "with open(path, ) as f:", _LOCALE
-  ),
-  Equivalent(
-    "jaxlab/eval/tool_use.py",
-    "_read_records",
-    _RECORDS,
-    'with open(path, encoding="UTF-8") as f:',
-    "codec names are case-insensitive",
   ),
   Equivalent(
     "jaxlab/eval/tool_use.py",
