@@ -20,6 +20,7 @@ from jaxlab.data.sources import (
   nonblank_lines,
   parse_jsonl_record,
   resolve_globs,
+  split_globs,
 )
 from jaxlab.data.splits import holdout_size
 from jaxlab.data.tokenizers import Tokenizer, build_tokenizer
@@ -48,7 +49,7 @@ def check_data(data_cfg: ml_collections.ConfigDict) -> Tokenizer:
     if num_train_docs <= 0:
       raise ValueError(f"data.synthetic_num_docs must be > 0, got {num_train_docs}")
   else:
-    if not _globs(data_cfg.train_files):
+    if not split_globs(data_cfg.train_files):
       raise ValueError(f"data.kind {kind!r} needs data.train_files (comma-separated globs)")
     train_files, eval_files = _files(data_cfg, "train_files"), _files(data_cfg, "eval_files")
     documents: dict[str, int] = {}  # path -> documents: a file named twice is read once
@@ -65,13 +66,9 @@ def check_data(data_cfg: ml_collections.ConfigDict) -> Tokenizer:
   return tokenizer
 
 
-def _globs(patterns: str) -> list[str]:
-  return [p for p in patterns.split(",") if p.strip()]
-
-
 def _files(data_cfg: ml_collections.ConfigDict, field: str) -> list[str]:
   """The files `data.<field>` names (none when it is empty)."""
-  if not _globs(data_cfg[field]):
+  if not split_globs(data_cfg[field]):
     return []
   try:
     return resolve_globs(data_cfg[field])

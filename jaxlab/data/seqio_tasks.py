@@ -35,8 +35,9 @@ import grain
 import ml_collections
 import numpy as np
 
+from jaxlab import fileio
 from jaxlab.cli import first_line
-from jaxlab.data.sources import nonblank_lines, parse_jsonl_record
+from jaxlab.data.sources import nonblank_lines, parse_jsonl_record, split_globs
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "validation"
@@ -108,14 +109,14 @@ def register_smi_corpus(name: str, directory: str, **kwargs):
   is the study's workdir or its data/ folder (corpus.jsonl, and eval_corpus.jsonl as the
   "validation" split when present). `kwargs` go to `register_jsonl_task`."""
   data_dir = directory
-  if not os.path.isfile(os.path.join(data_dir, SMI_CORPUS)):
+  if not fileio.isfile(os.path.join(data_dir, SMI_CORPUS)):
     data_dir = os.path.join(directory, "data")
   train = os.path.join(data_dir, SMI_CORPUS)
-  if not os.path.isfile(train):
+  if not fileio.isfile(train):
     raise ValueError(f"{directory}: no SMI corpus ({SMI_CORPUS} here or in data/)")
   eval_path = os.path.join(data_dir, SMI_EVAL_CORPUS)
   return register_jsonl_task(
-    name, [train], [eval_path] if os.path.isfile(eval_path) else [], **kwargs
+    name, [train], [eval_path] if fileio.isfile(eval_path) else [], **kwargs
   )
 
 
@@ -126,9 +127,7 @@ def text_feature():
 
 
 def _globs(patterns: str | Sequence[str], what: str, required: bool = True) -> list[str]:
-  if isinstance(patterns, str):
-    patterns = patterns.split(",")
-  globs = [p.strip() for p in patterns if p.strip()]
+  globs = split_globs(",".join([patterns] if isinstance(patterns, str) else patterns))
   if required and not globs:
     raise ValueError(f"{what}: no file globs given")
   return globs

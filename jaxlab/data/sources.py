@@ -23,9 +23,14 @@ from jaxlab.data.synthetic_text import MarkovTextGenerator
 SOURCE_KINDS = ("synthetic", "jsonl", "text", "array_record")
 
 
+def split_globs(patterns: str) -> list[str]:
+  """The non-blank globs of a comma-separated list (data.train_files, data.eval_files)."""
+  return [p.strip() for p in patterns.split(",") if p.strip()]
+
+
 def resolve_globs(patterns: str) -> list[str]:
   """Files matched by comma-separated globs, sorted within each glob (directories skipped)."""
-  globs = [p.strip() for p in patterns.split(",") if p.strip()]
+  globs = split_globs(patterns)
   if not globs:
     raise ValueError("no file globs given")
   paths = []
