@@ -1,20 +1,25 @@
-"""Experiment `dll`: train an MLP, CNN or RNN with backprop (bp), feedback alignment (fa),
-Dendritic Localized Learning (dll) or DLL with frozen Theta (dll_fa), chosen by `config.method`.
+"""Experiment `dll`: train an MLP, CNN or RNN with backprop (bp), feedback alignment (fa, or the
+paper's reference FA fa_ref: sign feedback, plain SGD), Dendritic Localized Learning (dll) or DLL
+with frozen Theta (dll_fa), chosen by `config.method`.
 
 DLL is an ordinary objective: smoothed cross-entropy summed over predictions, whose `jax.grad`
 through the nets' custom-VJP layers (jaxlab.models.dll) is backprop's gradient for bp and the
-local updates for fa, dll and dll_fa. The trainer logs once per epoch, evaluates accuracy on the
-test split (and a validation split, when held out) every `train.eval_every` epochs, checkpoints
-every `checkpoint.every` epochs and writes summary.json with `test_accuracy` (next-character
-accuracy for the RNN task).
+local updates for the other rules. The trainer logs once per epoch, with the per-layer alignment
+cosines (`alignment_metrics`: cos_theta_w/<layer>, cos_grad_bp/<layer>) on one fixed training
+batch every `diagnostics.every` epochs, evaluates accuracy on the test split (and a validation
+split, when held out) every `train.eval_every` epochs, checkpoints every `checkpoint.every`
+epochs and writes summary.json with `test_accuracy` (next-character accuracy for the RNN task)
+and the last cosines; `run` then plots the cosines against the epoch into alignment.png.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -32,17 +37,22 @@ from jaxlab.config import (
 )
 from jaxlab.data import char_tasks, vision
 from jaxlab.models.dll import METHODS, LearningRule
-from jaxlab.models.dll_nets import NetConfig, build_net
+from jaxlab.models.dll_nets import Net, NetConfig, Params, build_net
 from jaxlab.objectives.supervised import Classification
 from jaxlab.parallel.mesh import default_mesh_config
 from jaxlab.train.checkpoints import CheckpointSettings
 from jaxlab.train.epochs import EpochTrainSettings, epoch_trainer, shape_only, validate_batch_split
 from jaxlab.train.optimizer import FeedbackAdamSettings, build_feedback_optimizer
-from jaxlab.train.trainer import Program, Trainer
+from jaxlab.train.trainer import HookFn, Program, Trainer
 from jaxlab.train.wandb_config import WandbSettings
 from jaxlab.train.wandb_logging import wandb_settings
 
 TEXT_TASK = "stdlib_text"
+ALIGNMENT_PLOT = "alignment.png"
+ALIGNMENT_TITLES = {
+  "cos_theta_w": "cos(Theta_l, W_l)",
+  "cos_grad_bp": "cos(rule's update of W_l, backprop gradient)",
+}
 
 
 def parse_method_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -83,7 +93,16 @@ def base_config(method: str, seed: int) -> ml_collections.ConfigDict:
   config.checkpoint = section_defaults(CheckpointSettings)
   config.checkpoint.update(every=10, keep=2, use_async=False)
   config.mesh = default_mesh_config()
+  config.diagnostics = section_defaults(DiagnosticsSettings)
   return config
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagnosticsSettings:
+  """The `diagnostics` section: the alignment cosines (`alignment_metrics`) every `every` epochs
+  and at the end; 0 measures none and draws no alignment.png."""
+
+  every: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +118,7 @@ class DLLSettings:
   data: ml_collections.ConfigDict
   mesh: ml_collections.ConfigDict
   wandb: WandbSettings = WandbSettings()
+  diagnostics: DiagnosticsSettings = DiagnosticsSettings()
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> DLLSettings:
@@ -112,6 +132,9 @@ class DLLSettings:
       data=config.data,
       mesh=config.mesh,
       wandb=wandb_settings(config),
+      diagnostics=settings_from_section(
+        DiagnosticsSettings, config.get("diagnostics"), "diagnostics"
+      ),
     )
 
 
@@ -151,6 +174,8 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     settings.train.validate(settings.checkpoint)
     validate_batch_split(settings.train, settings.mesh)
     settings.wandb.validate()
+    if settings.diagnostics.every < 0:
+      raise ValueError(f"diagnostics.every must be at least 0, got {settings.diagnostics.every}")
     if not settings.optimizer.lr > 0:
       raise ValueError(f"optimizer.lr must be positive, got {settings.optimizer.lr}")
   except ValueError as e:
@@ -227,13 +252,11 @@ def _trainer(
   settings: DLLSettings, task: Task, workdir: str, devices: Sequence[jax.Device] | None
 ) -> Trainer:
   net = build_net(settings.model, settings.rule, task.input_shape, task.num_classes)
-  objective = Classification(
-    lambda params, state, x, train: (net.apply(params, x), state), settings.train.label_smoothing
-  )
+  objective = _classification(net, settings.train.label_smoothing)
 
   def program(total_steps: int) -> Program:
     tx, schedule = build_feedback_optimizer(
-      settings.optimizer, total_steps, settings.rule.learns_theta
+      settings.optimizer, total_steps, settings.rule.learns_theta, settings.rule.plain_sgd
     )
     return Program(
       objective=objective,
@@ -242,7 +265,7 @@ def _trainer(
       schedule=schedule,
     )
 
-  return epoch_trainer(
+  trainer = epoch_trainer(
     train=settings.train,
     checkpoint=settings.checkpoint,
     seed=settings.seed,
@@ -260,18 +283,135 @@ def _trainer(
       "seed": settings.seed,
     },
   )
+  if settings.diagnostics.every:
+    every = settings.diagnostics.every * trainer.settings.log_every  # log_every: one epoch
+    trainer.add_hook(_alignment_hook(settings, net, task), every=every)
+  return trainer
+
+
+def _classification(net: Net, label_smoothing: float) -> Classification:
+  """The training objective on `net` (smoothed cross-entropy summed over predictions)."""
+  return Classification(
+    lambda params, state, x, train: (net.apply(params, x), state), label_smoothing
+  )
 
 
 def _arrays(split: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
   return {"inputs": split[0], "targets": split[1].astype(np.int32)}
 
 
+def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
+  """Cosine of the angle between `a` and `b` as flat vectors, each first divided by its largest
+  magnitude so huge updates (FA has no clipping) do not overflow; nan if either is zero or not
+  finite."""
+  a, b = (x.ravel() / jnp.max(jnp.abs(x)) for x in (a, b))
+  return jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
+
+
+def alignment_metrics(
+  rule: LearningRule, net: Net, bp_net: Net, label_smoothing: float
+) -> Callable[[Params, dict[str, jax.Array]], dict[str, jax.Array]]:
+  """Jitted (params, batch) -> per-layer alignment cosines, layers named by `net.layers`:
+
+  cos_theta_w/<layer>: cos(Theta_l, W_l), both in W's (in, out) layout, which is the comparable
+    orientation: the error goes down as delta Theta_l^T where backprop has delta W_l^T (the
+    paper's B_l against W_l^T). Only layers whose Theta carries an error (not the first layer,
+    nor the RNN's input weights), and not for bp, which has no feedback path.
+  cos_grad_bp/<layer>: cos between the update `rule` makes to W_l on `batch` (the cotangent that
+    jax.grad returns through net's custom VJPs, scaled and clipped as in training) and backprop's
+    gradient of the same loss (jax.grad through `bp_net`, the same net in bp mode) at the same
+    params. Every layer; for bp it is 1 up to rounding.
+  """
+  objectives = [_classification(n, label_smoothing) for n in (net, bp_net)]
+
+  def grads(objective, params, batch):
+    return jax.grad(lambda p: objective(p, {}, {}, batch, None, True).loss_sum)(params)
+
+  def metrics(params, batch):
+    out = {}
+    if rule.method != "bp":
+      for name, (w, theta) in net.layers(params).items():
+        if theta is not None:
+          out[f"cos_theta_w/{name}"] = cosine(theta, w)
+    rule_grads, bp_grads = (net.layers(grads(o, params, batch)) for o in objectives)
+    for name, (rule_w, _) in rule_grads.items():
+      out[f"cos_grad_bp/{name}"] = cosine(rule_w, bp_grads[name][0])
+    return out
+
+  return jax.jit(metrics)
+
+
+def _alignment_hook(settings: DLLSettings, net: Net, task: Task) -> HookFn:
+  """A trainer hook logging `alignment_metrics` on one fixed batch of `train.batch_size` training
+  examples (the size the rule's clipping sees in training), drawn once with the run's seed."""
+  bp_rule = LearningRule("bp", form=settings.rule.form)
+  bp_net = build_net(settings.model, bp_rule, task.input_shape, task.num_classes)
+  metrics = alignment_metrics(settings.rule, net, bp_net, settings.train.label_smoothing)
+  num_train = len(task.train[0])
+  rows = np.random.RandomState(settings.seed).choice(
+    num_train, min(settings.train.batch_size, num_train), replace=False
+  )
+  batch = _arrays(tuple(a[np.sort(rows)] for a in task.train))
+
+  def hook(state, step):
+    del step
+    return {k: float(v) for k, v in jax.device_get(metrics(state.params, batch)).items()}
+
+  return hook
+
+
+def plot_alignment(workdir: str, steps_per_epoch: int) -> str | None:
+  """Plots the cos_* columns of workdir's metrics.jsonl against the epoch (one panel per kind,
+  one line per layer) into workdir/alignment.png; returns its path, or None without such rows."""
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  if not fileio.isfile(metrics_path):
+    return None
+  series: dict[str, dict[str, tuple[list[float], list[float]]]] = {}  # kind -> layer -> (x, y)
+  for line in fileio.read_text(metrics_path).splitlines():
+    row = json.loads(line) if line.strip() else {}
+    for key, value in row.items():
+      if key.startswith("cos_"):
+        kind, layer = key.split("/", 1)
+        epochs, values = series.setdefault(kind, {}).setdefault(layer, ([], []))
+        epochs.append(row["step"] / steps_per_epoch)
+        values.append(float(value))
+  if not series:
+    return None
+  # The object-oriented API: no pyplot backend is switched, so a notebook's inline plots survive.
+  from matplotlib.figure import Figure
+  from matplotlib.ticker import MaxNLocator
+
+  def natural(name):  # layer2 before layer10
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+  names = sorted({layer for layers in series.values() for layer in layers}, key=natural)
+  fig = Figure(figsize=(6 * len(series), 3.5))
+  axes = fig.subplots(1, len(series), squeeze=False)
+  for ax, (kind, layers) in zip(axes[0], sorted(series.items(), reverse=True)):
+    for layer in sorted(layers, key=natural):
+      epochs, values = layers[layer]
+      color = f"C{names.index(layer) % 10}"  # a layer keeps its colour across panels
+      ax.plot(epochs, values, marker="o", markersize=3, color=color, label=layer)
+    ax.axhline(0.0, color="gray", linewidth=0.5)
+    ax.set_title(ALIGNMENT_TITLES.get(kind, kind), fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+  fig.tight_layout()
+  path = os.path.join(workdir, ALIGNMENT_PLOT)
+  fileio.save_figure(fig, path, dpi=110)
+  return path
+
+
 def run(
   config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None = None
 ) -> dict[str, Any]:
-  """Trains `config.train.epochs` epochs (resuming from the latest checkpoint) and returns the
-  summary it writes to summary.json."""
-  return build_trainer(config, workdir, devices).run()
+  """Trains `config.train.epochs` epochs (resuming from the latest checkpoint), plots the alignment
+  cosines into alignment.png and returns the summary it writes to summary.json."""
+  summary = build_trainer(config, workdir, devices).run()
+  if jax.process_index() == 0:
+    plot_alignment(workdir, summary["steps_per_epoch"])
+  return summary
 
 
 def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

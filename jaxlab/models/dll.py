@@ -166,7 +166,8 @@ def dll_conv(
   return _dll_layer(conv, u, w, theta, options)
 
 
-METHODS = ("bp", "fa", "dll", "dll_fa")
+METHODS = ("bp", "fa", "dll", "dll_fa", "fa_ref")
+FEEDBACK_ALIGNMENT = ("fa", "fa_ref")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +176,10 @@ class LearningRule:
 
   FA is the DLL machinery with a fixed random feedback matrix (Theta, never updated), no scaling
   and no clipping: the weight update is then backprop's gradient with B = Theta in place of W.
+  fa_ref is the DLL paper's reference FA: the same rule with a random sign matrix as Theta and
+  plain SGD instead of Adam (`feedback_matrix`, `plain_sgd`). feedback_scale multiplies FA's
+  feedback matrix (fa and fa_ref only; 1 keeps fa's Theta as drawn). Adam divides a constant
+  factor on a tensor's updates out, so for fa it changes next to nothing; for fa_ref it matters.
   """
 
   method: str = "dll"
@@ -182,21 +187,50 @@ class LearningRule:
   theta_sign: float = 1.0
   clip: float = 50.0
   scale: float = 2.0
+  feedback_scale: float = 1.0
 
   def __post_init__(self):
     if self.method not in METHODS:
       raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
     DLLOptions(self.form, theta_sign=self.theta_sign)  # checks form and sign
+    if not self.feedback_scale > 0:
+      raise ValueError(f"rule.feedback_scale must be positive, got {self.feedback_scale}")
+    if self.feedback_scale != 1.0 and self.method not in FEEDBACK_ALIGNMENT:
+      raise ValueError(
+        f"rule.feedback_scale applies to {' and '.join(FEEDBACK_ALIGNMENT)} only; method "
+        f"{self.method!r} needs 1.0, got {self.feedback_scale}"
+      )
 
   @property
   def learns_theta(self) -> bool:
     return self.method == "dll"
 
+  @property
+  def plain_sgd(self) -> bool:
+    """fa_ref trains with plain SGD, as the paper's reference FA; every other rule with Adam."""
+    return self.method == "fa_ref"
+
+  def feedback_matrix(self, normal: jax.Array, std: float) -> jax.Array:
+    """Initial Theta (W's shape, (..., in, out)) from a standard normal draw `normal`.
+
+    std * normal for every rule, times feedback_scale for fa. fa_ref: the signs of `normal` times
+    feedback_scale / sqrt(fan_out), fan_out = normal.size / in (out for a dense layer, kh*kw*out
+    for a conv): each entry of the error sent down sums fan_out terms of random sign, so at scale 1
+    it keeps the size of the error it receives, which plain SGD (unlike Adam) needs in a deep net.
+    """
+    if self.method == "fa_ref":
+      fan_out = normal.size // normal.shape[-2]
+      signs = jnp.where(normal < 0, -1.0, 1.0).astype(normal.dtype)
+      return (self.feedback_scale / math.sqrt(fan_out)) * signs
+    if self.method == "fa":
+      return self.feedback_scale * std * normal
+    return std * normal
+
   def options(self, activation: str, is_first: bool) -> DLLOptions | None:
     """The layer's DLL options, or None for plain autodiff (backprop)."""
     if self.method == "bp":
       return None
-    if self.method == "fa":
+    if self.method in FEEDBACK_ALIGNMENT:
       return DLLOptions(
         self.form, activation, freeze_theta=True, is_first=is_first, clip=math.inf, scale=1.0
       )

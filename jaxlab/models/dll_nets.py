@@ -1,10 +1,11 @@
 """MLP, CNN and RNN classifiers built from DLL layers, as (init, apply) pairs on plain pytrees.
 
 Every layer owns {"w", "theta"} (the RNN {"w_x", "w_h", "w_y", "theta_h", "theta_y"}) whatever
-the learning rule, so the same seed gives the same initial W to BP, FA, DLL and DLL-FA; rules
+the learning rule, so the same seed gives the same initial W to every rule; rules
 that do not learn Theta (BP ignores it) leave it unchanged. No biases, as in the reference code.
 Init follows the reference code: W ~ N(0, 0.05^2); Theta ~ N(0, 1) in dense layers and
-N(0, 0.05^2) in conv layers and the RNN.
+N(0, 0.05^2) in conv layers and the RNN (fa scales it by rule.feedback_scale; fa_ref draws a sign
+matrix instead, LearningRule.feedback_matrix).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from jaxlab.models.dll import Conv2D, LearningRule, layer
 from jaxlab.models.dll_rnn import rnn
 
 Params = Any
+# layer name -> (W, the Theta that carries the error down in W's place, or None where none does)
+NamedLayers = dict[str, tuple[jax.Array, jax.Array | None]]
 W_STD = 0.05
 DENSE_THETA_STD = 1.0
 CONV_THETA_STD = 0.05
@@ -74,10 +77,14 @@ class NetConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Net:
-  """init(rng) -> params; apply(params, inputs) -> logits (last axis = classes)."""
+  """init(rng) -> params; apply(params, inputs) -> logits (last axis = classes); layers(tree)
+  -> NamedLayers of a tree shaped like params (parameters or their cotangents), in input-to-output
+  order: mlp layer{i}; cnn conv{i}, dense{i}; rnn input (W_x), recurrent (W_h, Theta_h), readout
+  (W_y, Theta_y). Theta is None for the first layer (its input is data, no error goes down)."""
 
   init: Callable[[jax.Array], Params]
   apply: Callable[[Params, jax.Array], jax.Array]
+  layers: Callable[[Params], NamedLayers]
 
 
 def _normals(rng: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Array]:
@@ -90,14 +97,23 @@ def _normals(rng: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Arra
 
 
 def _layers(
-  rng: jax.Array, shapes: Sequence[tuple[int, ...]], theta_std: float
+  rng: jax.Array, shapes: Sequence[tuple[int, ...]], theta_std: float, rule: LearningRule
 ) -> list[dict[str, jax.Array]]:
-  """{"w", "theta"} per layer of `shapes`, W ~ N(0, W_STD^2) and Theta ~ N(0, theta_std^2)."""
+  """{"w", "theta"} per layer of `shapes`, W ~ N(0, W_STD^2) and Theta from the same draw as
+  rule.feedback_matrix makes it (N(0, theta_std^2) but for fa's scale and fa_ref's signs)."""
   normals = _normals(rng, [*shapes, *shapes])
   return [
-    {"w": W_STD * w, "theta": theta_std * theta}
+    {"w": W_STD * w, "theta": rule.feedback_matrix(theta, theta_std)}
     for w, theta in zip(normals[: len(shapes)], normals[len(shapes) :])
   ]
+
+
+def _stack_layers(prefix: str, stack: Sequence[dict[str, jax.Array]], first: bool) -> NamedLayers:
+  """{prefix}{i} -> (w, theta) for a list of dense or conv layers; with `first`, the first one
+  sends no error down (its Theta is None)."""
+  return {
+    f"{prefix}{i}": (p["w"], None if first and i == 0 else p["theta"]) for i, p in enumerate(stack)
+  }
 
 
 def _dense_activations(num_layers: int, form: str) -> list[str]:
@@ -114,7 +130,7 @@ def mlp(widths: Sequence[int], rule: LearningRule) -> Net:
   activations = _dense_activations(len(shapes), rule.form)
 
   def init(rng):
-    return _layers(rng, shapes, DENSE_THETA_STD)
+    return _layers(rng, shapes, DENSE_THETA_STD, rule)
 
   def apply(params, x):
     u = x.reshape(x.shape[0], -1)
@@ -122,7 +138,7 @@ def mlp(widths: Sequence[int], rule: LearningRule) -> Net:
       u = layer(rule, p, u, activation, is_first=i == 0)
     return u
 
-  return Net(init, apply)
+  return Net(init, apply, lambda tree: _stack_layers("layer", tree, first=True))
 
 
 def _pool(x: jax.Array, kind: str) -> jax.Array:
@@ -159,8 +175,8 @@ def cnn(
   def init(rng):
     conv_rng, dense_rng = jax.random.split(rng)
     return {
-      "conv": _layers(conv_rng, conv_shapes, CONV_THETA_STD),
-      "dense": _layers(dense_rng, dense_shapes, DENSE_THETA_STD),
+      "conv": _layers(conv_rng, conv_shapes, CONV_THETA_STD, rule),
+      "dense": _layers(dense_rng, dense_shapes, DENSE_THETA_STD, rule),
     }
 
   def apply(params, x):
@@ -173,7 +189,13 @@ def cnn(
       u = layer(rule, p, u, activation, is_first=False)
     return u
 
-  return Net(init, apply)
+  def layers(tree):
+    return {
+      **_stack_layers("conv", tree["conv"], first=True),
+      **_stack_layers("dense", tree["dense"], first=False),
+    }
+
+  return Net(init, apply, layers)
 
 
 def recurrent(vocab_size: int, hidden: int, rule: LearningRule) -> Net:
@@ -189,14 +211,23 @@ def recurrent(vocab_size: int, hidden: int, rule: LearningRule) -> Net:
     }
     normals = _normals(rng, list(shapes.values()))
     return {
-      name: (RNN_THETA_STD if name.startswith("theta") else W_STD) * value
+      name: rule.feedback_matrix(value, RNN_THETA_STD)
+      if name.startswith("theta")
+      else W_STD * value
       for name, value in zip(shapes, normals)
     }
 
   def apply(params, tokens):
     return rnn(rule, params, jax.nn.one_hot(tokens, vocab_size))
 
-  return Net(init, apply)
+  def layers(tree):
+    return {
+      "input": (tree["w_x"], None),
+      "recurrent": (tree["w_h"], tree["theta_h"]),
+      "readout": (tree["w_y"], tree["theta_y"]),
+    }
+
+  return Net(init, apply, layers)
 
 
 def build_net(

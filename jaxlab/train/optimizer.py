@@ -1,5 +1,5 @@
 """optax optimizers from typed settings: AdamW with warm-up then decay, clipping and a decay mask
-(every study but DLL), and Adam with a separate rate for DLL's feedback matrices."""
+(every study but DLL), and DLL's Adam (or plain SGD) with a separate rate for feedback matrices."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def build_optimizer(
 
 @dataclasses.dataclass(frozen=True)
 class FeedbackAdamSettings:
-  """The DLL study's `optimizer` section: Adam, linear decay to 0, Theta at a fraction of lr."""
+  """The DLL study's `optimizer` section: Adam (plain SGD for fa_ref), linear decay to 0, Theta at
+  a fraction of lr."""
 
   lr: float = 1e-3
   theta_lr_ratio: float = 0.1
@@ -111,10 +112,12 @@ def feedback_param_labels(params: Any) -> Any:
 
 
 def build_feedback_optimizer(
-  opt: FeedbackAdamSettings, total_steps: int, learns_theta: bool
+  opt: FeedbackAdamSettings, total_steps: int, learns_theta: bool, plain_sgd: bool = False
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Adam with separate state per tensor and a linear decay to 0 over `total_steps`; Theta's
-  peak rate is `lr * theta_lr_ratio`; Theta is left unchanged when the rule does not learn it."""
+  peak rate is `lr * theta_lr_ratio`; Theta is left unchanged when the rule does not learn it.
+  With `plain_sgd` (FA's reference form) the W tensors take plain SGD steps, -schedule * update,
+  on the same schedule (b1, b2 and eps unused)."""
   if not opt.lr > 0:
     raise ValueError(f"optimizer.lr must be positive, got {opt.lr}")
   schedule = optax.linear_schedule(opt.lr, 0.0, total_steps)
@@ -122,5 +125,6 @@ def build_feedback_optimizer(
   def adam(scale: float) -> optax.GradientTransformation:
     return optax.adam(lambda step: scale * schedule(step), b1=opt.b1, b2=opt.b2, eps=opt.eps)
 
+  w = optax.sgd(schedule) if plain_sgd else adam(1.0)
   theta = adam(opt.theta_lr_ratio) if learns_theta else optax.set_to_zero()
-  return optax.multi_transform({"w": adam(1.0), "theta": theta}, feedback_param_labels), schedule
+  return optax.multi_transform({"w": w, "theta": theta}, feedback_param_labels), schedule

@@ -1,4 +1,5 @@
-"""The `dll` experiment: config args, validation errors, tiny runs, resume, and one launch."""
+"""The `dll` experiment: config args, validation errors, alignment diagnostics, tiny runs,
+resume, and one launch."""
 
 import json
 import math
@@ -13,11 +14,19 @@ import numpy as np
 import pytest
 
 from jaxlab.config import ConfigError, apply_overrides, load_config
-from jaxlab.data import char_tasks
+from jaxlab.data import char_tasks, vision
 from jaxlab.experiments import dll
+from jaxlab.models.dll import LearningRule
+from jaxlab.models.dll_nets import mlp
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = ("configs/dll_mlp.py", "configs/dll_cnn.py", "configs/dll_rnn.py")
+CONFIGS = (
+  "configs/dll_mlp.py",
+  "configs/dll_cnn.py",
+  "configs/dll_rnn.py",
+  "configs/dll_deep_mlp.py",
+)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _config(spec, **overrides):
@@ -27,7 +36,7 @@ def _config(spec, **overrides):
 
 
 @pytest.mark.parametrize("path", CONFIGS)
-@pytest.mark.parametrize("method", ["bp", "fa", "dll", "dll_fa"])
+@pytest.mark.parametrize("method", ["bp", "fa", "dll", "dll_fa", "fa_ref"])
 def test_every_config_takes_every_method(path, method):
   config = _config(f"{path}:{method}")
   assert config.method == method and config.experiment == "dll"
@@ -76,6 +85,12 @@ def test_bad_method_arg_is_one_line(arg, message):
       "model.kind='rnn' goes with data.name='stdlib_text'",
     ),
     ("configs/dll_mlp.py", {"train.epochs": 0}, "train.epochs must be at least 1"),
+    ("configs/dll_mlp.py", {"diagnostics.every": -1}, "diagnostics.every must be at least 0"),
+    (
+      "configs/dll_mlp.py:dll",
+      {"rule.feedback_scale": 2.0},
+      "rule.feedback_scale applies to fa and fa_ref only; method 'dll' needs 1.0",
+    ),
     (
       "configs/dll_mlp.py",
       {"data.name": "mnist", "data.npz_path": "/nonexistent/mnist.npz"},
@@ -94,6 +109,44 @@ def _read_metrics(workdir):
     return [json.loads(line) for line in f]
 
 
+def _cosines(metrics):
+  return {k: v for k, v in metrics.items() if k.startswith("cos_")}
+
+
+def _batch(rng, num_inputs, num_classes, size=32):
+  return {
+    "inputs": rng.rand(size, num_inputs).astype(np.float32),
+    "targets": rng.randint(0, num_classes, size).astype(np.int32),
+  }
+
+
+def test_fa_alignment_is_one_with_theta_equal_to_w_and_near_zero_with_a_random_theta():
+  fa, bp = mlp([64, 512, 10], LearningRule("fa")), mlp([64, 512, 10], LearningRule("bp"))
+  metrics = dll.alignment_metrics(LearningRule("fa"), fa, bp, label_smoothing=0.1)
+  params = fa.init(jax.random.PRNGKey(0))
+  batch = _batch(np.random.RandomState(0), 64, 10)
+  tied = jax.device_get(metrics([{"w": p["w"], "theta": p["w"]} for p in params], batch))
+  assert set(tied) == {"cos_theta_w/layer1", "cos_grad_bp/layer0", "cos_grad_bp/layer1"}
+  for key, value in tied.items():
+    assert value == pytest.approx(1.0, abs=1e-5), key
+  # A random Theta (512 x 10, independent of W): the error it sends down is unrelated to
+  # backprop's (seeded: cos 0.015 and -1e-4); the top layer's own update is still exact.
+  random = jax.device_get(metrics(params, batch))
+  assert abs(random["cos_theta_w/layer1"]) < 0.05
+  assert abs(random["cos_grad_bp/layer0"]) < 0.1
+  assert random["cos_grad_bp/layer1"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bp_alignment_is_one_and_has_no_feedback_cosine():
+  bp = mlp([64, 16, 12, 10], LearningRule("bp"))
+  metrics = dll.alignment_metrics(LearningRule("bp"), bp, bp, label_smoothing=0.1)
+  batch = _batch(np.random.RandomState(1), 64, 10)
+  out = jax.device_get(metrics(bp.init(jax.random.PRNGKey(1)), batch))
+  assert sorted(out) == [f"cos_grad_bp/layer{i}" for i in range(3)]
+  for key, value in out.items():
+    assert value == pytest.approx(1.0, abs=1e-5), key
+
+
 MLP_RUN = ("configs/dll_mlp.py:dll", {"train.epochs": 2, "checkpoint.every": 1})
 
 
@@ -102,7 +155,19 @@ def test_mlp_run_writes_summary_and_resumes_exactly(tmp_path):
   whole = dll.run(config, str(tmp_path))
   assert whole["test_accuracy"] > 0.6 and whole["steps_per_epoch"] == 1437 // 64
   assert json.loads((tmp_path / "summary.json").read_text()) == whole
-  assert [row["step"] for row in _read_metrics(tmp_path)] == [22, 44]
+  rows = _read_metrics(tmp_path)
+  assert [row["step"] for row in rows] == [22, 44]
+  # The alignment cosines, every epoch: Theta_l against W_l for the layers whose Theta carries
+  # an error, the rule's update against backprop's gradient for every layer; summary: the last.
+  expected = {f"cos_theta_w/layer{i}" for i in (1, 2, 3)} | {
+    f"cos_grad_bp/layer{i}" for i in range(4)
+  }
+  assert [set(_cosines(row)) for row in rows] == [expected, expected]
+  assert _cosines(whole) == _cosines(rows[-1])
+  assert all(-1.0 <= v <= 1.0 for v in _cosines(whole).values())
+  assert whole["cos_grad_bp/layer3"] == pytest.approx(1.0, abs=1e-5)  # the top layer is exact
+  assert rows[0]["cos_grad_bp/layer0"] != rows[1]["cos_grad_bp/layer0"]  # measured, not fixed
+  assert (tmp_path / "alignment.png").read_bytes().startswith(PNG_SIGNATURE)
 
   # As if interrupted after epoch 1: the rerun restores it and ends with the same parameters.
   shutil.rmtree(tmp_path / "checkpoints" / "44")
@@ -110,6 +175,7 @@ def test_mlp_run_writes_summary_and_resumes_exactly(tmp_path):
   resumed = dll.run(config, str(tmp_path))
   assert resumed["test_accuracy"] == whole["test_accuracy"]
   assert resumed["loss"] == whole["loss"]
+  assert _cosines(resumed) == _cosines(whole)  # the same fixed diagnostic batch
   assert [row["step"] for row in _read_metrics(tmp_path)] == [22, 44]
 
 
@@ -122,9 +188,11 @@ def test_cnn_learns_digits_in_one_epoch(tmp_path):
     "train.epochs": 1,
     "train.batch_size": 16,
     "optimizer.lr": 0.03,
+    "diagnostics.every": 0,
   }
   summary = dll.run(_config("configs/dll_cnn.py:dll", **overrides), str(tmp_path))
   assert summary["steps_per_epoch"] == 1437 // 16 and "validation_accuracy" not in summary
+  assert not _cosines(summary) and not (tmp_path / "alignment.png").exists()  # switched off
   assert summary["test_accuracy"] > 0.2, summary
   assert summary["test_loss"] < math.log(10) - 0.1, summary
 
@@ -137,6 +205,7 @@ def test_rnn_beats_the_most_frequent_character_on_held_out_text(tmp_path):
     "train.epochs": 3,
     "train.batch_size": 8,
     "optimizer.lr": 0.03,
+    "diagnostics.every": 0,
   }
   summary = dll.run(_config("configs/dll_rnn.py:dll_fa", **overrides), str(tmp_path))
   # 124 windows of 32 characters: 12 test, 11 of the other 112 held out for validation.
@@ -147,6 +216,43 @@ def test_rnn_beats_the_most_frequent_character_on_held_out_text(tmp_path):
   most_frequent = np.bincount(test.targets.ravel()).max() / test.targets.size
   assert summary["test_accuracy"] > most_frequent + 0.04, summary
   assert summary["validation_accuracy"] > most_frequent + 0.02, summary
+
+
+def test_deep_mlp_config_trains_one_epoch_on_the_chosen_split(tmp_path):
+  config = _config("configs/dll_deep_mlp.py:bp,split=1", **{"train.epochs": 1})
+  assert tuple(config.model.hidden) == (64,) * 7 and config.data.split_seed == 1
+  summary = dll.run(config, str(tmp_path))
+  # Seeded: test accuracy 0.48 and loss 1.86 after one epoch, against 0.1 and ln 10 at chance.
+  assert summary["test_accuracy"] > 0.3, summary
+  assert summary["loss"] < math.log(10) - 0.2, summary
+  # bp: its update is its gradient (cos 1 in all 8 layers), and there is no feedback matrix.
+  assert sorted(_cosines(summary)) == sorted(f"cos_grad_bp/layer{i}" for i in range(8))
+  assert all(v == pytest.approx(1.0, abs=1e-5) for v in _cosines(summary).values())
+  assert (tmp_path / "alignment.png").read_bytes().startswith(PNG_SIGNATURE)
+  # `split` picks another stratified split: other test digits, the same count of each class.
+  (_, test0), (_, test1) = (
+    vision.load_images(_config(f"configs/dll_deep_mlp.py:bp,split={k}").data) for k in (0, 1)
+  )
+  assert not np.array_equal(test0.images, test1.images)
+  np.testing.assert_array_equal(np.bincount(test0.labels), np.bincount(test1.labels))
+
+
+def test_fa_ref_trains_w_with_plain_sgd_and_never_moves_theta(tmp_path):
+  config = _config("configs/dll_mlp.py:fa_ref", **{"model.hidden": "(8,)"})
+  trainer = dll.build_trainer(config, str(tmp_path))
+  params = trainer.program.init_variables(jax.random.PRNGKey(0))["params"]
+  for p in params[1:]:  # the sign feedback matrix, +-1/sqrt(fan_out)
+    np.testing.assert_allclose(np.abs(p["theta"]) * np.sqrt(p["theta"].shape[1]), 1.0, rtol=1e-6)
+  tx, lr = trainer.program.tx, config.optimizer.lr
+  state = tx.init(params)
+  rng = np.random.RandomState(0)
+  for step in range(2):
+    grads = jax.tree.map(lambda v: rng.randn(*v.shape).astype(np.float32) * 10, params)
+    updates, state = tx.update(grads, state, params)
+    for g, u in zip(grads, updates):
+      np.testing.assert_allclose(u["w"], -trainer.program.schedule(step) * g["w"], rtol=1e-5)
+      np.testing.assert_array_equal(u["theta"], 0.0)
+  assert trainer.program.schedule(0) == lr
 
 
 def test_dry_run_compiles_without_data(tmp_path):
@@ -192,3 +298,4 @@ def test_launch_end_to_end(tmp_path):
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["method"] == "dll" and summary["epochs"] == 2
   assert 0.6 < summary["test_accuracy"] <= 1.0
+  assert "cos_grad_bp/layer0" in summary and (workdir / "alignment.png").is_file()

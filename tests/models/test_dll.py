@@ -278,13 +278,14 @@ def _objective(net):
 
 
 @pytest.mark.parametrize(
-  "method,theta_moves", [("dll", True), ("dll_fa", False), ("fa", False), ("bp", False)]
+  "method,theta_moves",
+  [("dll", True), ("dll_fa", False), ("fa", False), ("bp", False)],
 )
 def test_only_dll_updates_theta(method, theta_moves):
   rule = LearningRule(method)
   net = mlp([16, 8, 6, 5], rule)
   tx, schedule = build_feedback_optimizer(
-    FeedbackAdamSettings(lr=1e-2), total_steps=10, learns_theta=rule.learns_theta
+    FeedbackAdamSettings(lr=1e-2), 10, learns_theta=rule.learns_theta, plain_sgd=rule.plain_sgd
   )
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -311,6 +312,73 @@ def test_options_reject_unknown_values():
     LearningRule("dll", theta_sign=0.5)
   with pytest.raises(ValueError, match="unknown method 'pc'"):
     LearningRule("pc")
+  with pytest.raises(ValueError, match="rule.feedback_scale applies to fa and fa_ref only"):
+    LearningRule("dll_fa", feedback_scale=2.0)
+  with pytest.raises(ValueError, match="rule.feedback_scale must be positive"):
+    LearningRule("fa", feedback_scale=0.0)
+
+
+def test_feedback_matrices_of_fa_and_fa_ref():
+  """fa at scale 1 keeps the Theta every rule draws; feedback_scale multiplies it; fa_ref's
+  Theta is the draw's signs times feedback_scale / sqrt(fan_out); W is the same for all."""
+  rng = jax.random.PRNGKey(0)
+  init = lambda rule: mlp([16, 12, 5], rule).init(rng)
+  drawn = init(LearningRule("dll"))
+  fa, fa_scaled = (init(LearningRule("fa", feedback_scale=s)) for s in (1.0, 3.0))
+  ref, ref_scaled = init(LearningRule("fa_ref")), init(LearningRule("fa_ref", feedback_scale=2.0))
+  for d, a, a3, r, r2 in zip(drawn, fa, fa_scaled, ref, ref_scaled):
+    np.testing.assert_array_equal(a["theta"], d["theta"])
+    np.testing.assert_allclose(a3["theta"], 3.0 * d["theta"], rtol=1e-6)
+    np.testing.assert_allclose(np.abs(r["theta"]), 1 / np.sqrt(d["theta"].shape[1]), rtol=1e-6)
+    np.testing.assert_array_equal(np.sign(r["theta"]), np.sign(d["theta"]))
+    np.testing.assert_allclose(r2["theta"], 2.0 * r["theta"], rtol=1e-6)
+    assert 0.3 < np.mean(r["theta"] > 0) < 0.7  # random signs, not all one way
+    for tree in (a, a3, r):
+      np.testing.assert_array_equal(tree["w"], d["w"])
+  # A conv's Theta sends each input pixel kh * kw * out errors; the RNN's the out units'.
+  conv = cnn((4, 4, 1), (3, 2), ("max", "avg"), (6,), 5, LearningRule("fa_ref")).init(rng)
+  np.testing.assert_allclose(np.abs(conv["conv"][1]["theta"]), 1 / np.sqrt(3 * 3 * 2), rtol=1e-6)
+  ref = recurrent(5, 6, LearningRule("fa_ref")).init(rng)
+  np.testing.assert_allclose(np.abs(ref["theta_y"]), 1 / np.sqrt(5), rtol=1e-6)
+  np.testing.assert_allclose(np.abs(ref["theta_h"]), 1 / np.sqrt(6), rtol=1e-6)
+
+
+def test_plain_sgd_steps_are_minus_lr_times_the_update():
+  """fa_ref's optimizer does not adapt: each step is -schedule(step) * cotangent, where Adam's
+  first step would be about -lr * sign(cotangent); Theta stays put."""
+  tx, schedule = build_feedback_optimizer(
+    FeedbackAdamSettings(lr=0.3), 4, learns_theta=False, plain_sgd=True
+  )
+  rng = np.random.RandomState(0)
+  normal = lambda: rng.randn(3, 2).astype(np.float32)
+  params = [{"w": normal(), "theta": normal()}]
+  state = tx.init(params)
+  for step in range(2):
+    magnitudes = (10.0 ** rng.randint(-2, 3, (3, 2))).astype(np.float32)
+    grads = [{"w": normal() * magnitudes, "theta": normal()}]
+    updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates[0]["w"], -schedule(step) * grads[0]["w"], rtol=1e-6)
+    np.testing.assert_array_equal(updates[0]["theta"], 0.0)
+  assert schedule(1) == pytest.approx(0.3 * 3 / 4)  # the same linear decay as Adam's
+
+
+def test_named_layers_pair_each_w_with_the_theta_that_stands_in_for_it():
+  rule = LearningRule("dll")
+  params = mlp([16, 8, 6, 5], rule).init(jax.random.PRNGKey(0))
+  named = mlp([16, 8, 6, 5], rule).layers(params)
+  assert list(named) == ["layer0", "layer1", "layer2"]
+  assert named["layer0"][1] is None  # the first layer sends no error down
+  assert named["layer2"][0] is params[2]["w"] and named["layer2"][1] is params[2]["theta"]
+  net = cnn((4, 4, 1), (3, 2), ("max", "avg"), (6,), 5, rule)
+  named = net.layers(net.init(jax.random.PRNGKey(0)))
+  assert list(named) == ["conv0", "conv1", "dense0", "dense1"]
+  assert [theta is None for _, theta in named.values()] == [True, False, False, False]
+  net = recurrent(5, 6, rule)
+  params = net.init(jax.random.PRNGKey(0))
+  named = net.layers(params)
+  assert list(named) == ["input", "recurrent", "readout"]
+  assert named["input"][1] is None
+  assert named["recurrent"][1] is params["theta_h"] and named["readout"][0] is params["w_y"]
 
 
 def test_net_config_reads_the_model_section():
