@@ -138,7 +138,12 @@ def build_lm_iterator(
       documents = documents.shuffle(seed=shuffle_seed)
     if train or data_cfg.eval_batches > 0:
       documents = documents.repeat()
-    examples = documents.map(_TokenizeDocument(tokenizer)).to_iter_dataset()
+    # The documents are in memory and tokenizing holds the GIL, so grain's default read threads
+    # (16, with a 500-element buffer polled on every element) only add hand-off cost: reading
+    # in this thread made tiny models' training steps several times faster on 2 cores.
+    examples = documents.map(_TokenizeDocument(tokenizer)).to_iter_dataset(
+      grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+    )
   rows = pack_lm_examples(
     examples,
     seq_len=seq_len,

@@ -1,12 +1,16 @@
 """Experiment `smi_scaling`: the SMI study end to end on a synthetic knowledge corpus.
 
 Stages (each skipped when its output already exists, so an interrupted study resumes):
-corpus -> counts -> per model size: pretrain, CBQA, fit -> summary.json, figure, report.md.
+corpus -> counts -> per model size and seed: pretrain, CBQA -> per size: seed-averaged accuracy
+per fact and R^2 of every predictor with bootstrap intervals -> a pooled fit over sizes ->
+summary.json, smi_scaling.png, report.md.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
+import json
 import os
 import sys
 import time
@@ -17,52 +21,89 @@ import numpy as np
 
 from jaxlab import fileio
 from jaxlab.config import ConfigError
+from jaxlab.data.tokenizers import ByteTokenizer
 from jaxlab.eval.run_loading import load_run
 from jaxlab.experiments import lm_pretrain
 from jaxlab.fileio import write_jsonl_atomic
 from jaxlab.models.transformer import count_params
-from jaxlab.smi import corpus_gen, report
+from jaxlab.smi import corpus_gen, report, study_stats
 from jaxlab.smi.cbqa import cbqa_accuracy, merge_counts
 from jaxlab.smi.count import count_triples
-from jaxlab.smi.fit import fit_records
 from jaxlab.smi.triples import load_templates, load_triples
 from jaxlab.train.wandb_config import name_in_study
 
-METHODS = ("CO-OCCUR", "MI", "SMI")
+
+def corpus_spec(config: ml_collections.ConfigDict) -> corpus_gen.CorpusSpec:
+  """The generator's spec from the config's `corpus` section (eval_docs aside)."""
+  fields = {k: v for k, v in config.corpus.to_dict().items() if k != "eval_docs"}
+  return corpus_gen.CorpusSpec(
+    **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+  )
+
+
+def vocab_size(words: int) -> int:
+  """A word tokenizer's size: the bytes plus each word alone and after a space."""
+  return ByteTokenizer.vocab_size + 2 * words
 
 
 def size_config(
-  config: ml_collections.ConfigDict, size: str, data_dir: str
+  config: ml_collections.ConfigDict, size: str, seed: int, data_dir: str, words: int
 ) -> ml_collections.ConfigDict:
-  """The pretraining config of one model size: the shared base plus that size's shape."""
+  """The pretraining config of one model size and seed: the shared base plus that size's shape
+  (and its peak rate in `lr_by_size`, when listed), reading the corpus with its word tokenizer
+  (`words` entries)."""
   run = copy.deepcopy(config.base)
-  run.seed = config.seed
+  run.seed = seed
   run.model.update(config.sizes[size].to_dict())
-  if "logging" in config:  # the study's W&B settings hold for every size
+  run.model.vocab_size = vocab_size(words)
+  if size in config.get("lr_by_size", {}):
+    run.optimizer.lr = config.lr_by_size[size]
+  if "logging" in config:  # the study's W&B settings hold for every run
     run.logging = copy.deepcopy(config.logging)
   run.data.update(
     kind="jsonl",
     train_files=os.path.join(data_dir, "corpus.jsonl"),
     eval_files=os.path.join(data_dir, "eval_corpus.jsonl"),
   )
+  run.data.tokenizer.update(kind="words", path=os.path.join(data_dir, "words.txt"))
   return run
+
+
+def _without_corpus(
+  config: ml_collections.ConfigDict, size: str, words: int
+) -> ml_collections.ConfigDict:
+  """A size's config for checks and compiles before the corpus exists: synthetic data and the
+  byte tokenizer stand in for the files, the vocabulary keeps the corpus's size."""
+  sized = size_config(config, size, config.seeds[0], "/nonexistent", words)
+  sized.data.update(kind="synthetic")
+  sized.data.tokenizer.update(kind="byte", path="")
+  return sized
+
+
+def _planned_words(config: ml_collections.ConfigDict) -> int:
+  """The word list's length, from generating the corpus in memory (a second or so)."""
+  return len(corpus_gen.vocabulary(corpus_gen.generate(corpus_spec(config))))
 
 
 def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
   if not len(config.sizes):
     raise ConfigError("sizes: the study needs at least one model size")
+  if not len(config.seeds):
+    raise ConfigError("seeds: the study needs at least one seed")
   if config.fit_variant not in ("latest", "v1"):
     raise ConfigError(f"fit_variant must be latest or v1, got {config.fit_variant!r}")
-  if config.corpus.num_relations > len(corpus_gen.RELATIONS):
-    raise ConfigError(
-      f"corpus.num_relations={config.corpus.num_relations} exceeds the "
-      f"{len(corpus_gen.RELATIONS)} relations the generator has"
-    )
+  unknown = sorted(set(config.get("lr_by_size", {})) - set(config.sizes))
+  if unknown:
+    raise ConfigError(f"lr_by_size: no such size(s): {', '.join(unknown)}")
+  if config.bootstrap.resamples < 1:
+    raise ConfigError(f"bootstrap.resamples must be positive, got {config.bootstrap.resamples}")
+  try:
+    corpus_gen.check_spec(corpus_spec(config))
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"corpus: {e}") from None
   for size in config.sizes:
-    sized = size_config(config, size, "/nonexistent")
-    sized.data.update(kind="synthetic")  # the corpus does not exist yet; check everything else
     try:
-      lm_pretrain.validate(sized, dry_run=dry_run)
+      lm_pretrain.validate(_without_corpus(config, size, 1), dry_run=dry_run)
     except ConfigError as e:
       raise ConfigError(f"size {size}: {e}") from None
 
@@ -74,27 +115,9 @@ def _stage(message: str) -> None:
 def _corpus(config: ml_collections.ConfigDict, data_dir: str) -> None:
   if fileio.exists(os.path.join(data_dir, "templates.json")):
     return
-  corpus = config.corpus
-  spec = corpus_gen.CorpusSpec(
-    num_facts=corpus.num_facts,
-    num_relations=corpus.num_relations,
-    num_docs=corpus.num_docs,
-    log2_fact_docs=tuple(corpus.log2_fact_docs),
-    log2_noise_docs=tuple(corpus.log2_noise_docs),
-    seed=corpus.seed,
-  )
-  _stage(f"generating {spec.num_docs} documents stating {spec.num_facts} facts")
-  # Held-out documents for eval loss: same generator, other names (a different seed).
-  eval_docs, _, _ = corpus_gen.generate(
-    corpus_gen.CorpusSpec(
-      num_facts=spec.num_facts,
-      num_relations=spec.num_relations,
-      num_docs=corpus.eval_docs,
-      seed=spec.seed + 1,
-    )
-  )
-  write_jsonl_atomic(os.path.join(data_dir, "eval_corpus.jsonl"), [{"text": d} for d in eval_docs])
-  corpus_gen.write_corpus(spec, data_dir)
+  spec = corpus_spec(config)
+  _stage(f"generating documents stating {spec.num_facts} facts")
+  corpus_gen.write_corpus(spec, data_dir, eval_docs=config.corpus.eval_docs)
 
 
 def _counts(config: ml_collections.ConfigDict, data_dir: str) -> str:
@@ -109,49 +132,92 @@ def _counts(config: ml_collections.ConfigDict, data_dir: str) -> str:
   return path
 
 
-def _size_result(
-  config, size: str, workdir: str, data_dir: str, counts_path: str
+def _read_jsonl(path: str) -> list[dict]:
+  with fileio.open_file(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _train_and_ask(
+  config, size: str, seed: int, workdir: str, data_dir: str, words: int
 ) -> dict[str, Any]:
-  run_dir = os.path.join(workdir, "models", size)
-  result_path = os.path.join(run_dir, "fit.json")
+  """One model: pretraining, then CBQA accuracy per fact (cached in the run's cbqa.json)."""
+  run_dir = os.path.join(workdir, "models", size, f"seed{seed}")
+  result_path = os.path.join(run_dir, "cbqa.json")
   if fileio.exists(result_path):
     return fileio.read_json(result_path)
-  run_config = size_config(config, size, data_dir)
-  if "logging" in run_config:  # W&B: the sizes' runs are named by their path in the study
+  run_config = size_config(config, size, seed, data_dir, words)
+  if "logging" in run_config:  # W&B: the runs are named by their path in the study
     name_in_study(run_config.logging.wandb, workdir, run_dir)
-  _stage(f"size {size}: pretraining {dict(config.sizes[size])}")
+  _stage(f"size {size} seed {seed}: pretraining {dict(config.sizes[size])}")
+  started = time.perf_counter()
   summary = lm_pretrain.run(run_config, run_dir)
-  _stage(f"size {size}: closed-book QA")
+  _stage(f"size {size} seed {seed}: closed-book QA")
   run = load_run(run_dir)
   triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
-  templates = load_templates(os.path.join(data_dir, "templates.json"))
   cbqa = config.cbqa
   accuracies = cbqa_accuracy(
     run,
     triples,
-    templates,
+    load_templates(os.path.join(data_dir, "templates.json")),
     templates_per_relation=cbqa.templates_per_relation,
     samples=cbqa.samples,
     temperature=cbqa.temperature,
     top_p=cbqa.top_p,
     max_new_tokens=cbqa.max_new_tokens,
     batch_size=cbqa.batch_size,
-    seed=config.seed,
+    seed=seed,
   )
-  records = merge_counts(triples, accuracies, counts_path)
-  write_jsonl_atomic(os.path.join(run_dir, "records.jsonl"), records)
-  params = count_params(run.params)
-  fit = fit_records(records, params=params, variant=config.fit_variant)
   result = {
     "size": size,
-    "params": params,
+    "seed": seed,
+    "params": count_params(run.params),
     "loss": summary.get("loss"),
     "eval_loss": summary.get("eval_loss"),
-    "mean_acc": float(np.mean(accuracies)),
-    "fit": fit,
+    "accuracies": [float(a) for a in accuracies],
+    "wall_time_s": time.perf_counter() - started,
   }
   fileio.write_json_atomic(result_path, result)
   return result
+
+
+def _size_records(triples, runs: list[dict], counts_path: str, factors: list[dict]) -> list[dict]:
+  """Per fact: counts, factors and the accuracy averaged over the size's seeds."""
+  accuracy = np.mean([r["accuracies"] for r in runs], axis=0)
+  records = merge_counts(triples, accuracy, counts_path)
+  for record, row in zip(records, factors, strict=True):
+    record.update({k: row[k] for k in corpus_gen.FACTOR_FIELDS})
+  return records
+
+
+def factor_correlations(factors: list[dict]) -> dict[str, dict[str, float]]:
+  """Pearson correlations between the factors' log2(1 + value) over the facts."""
+  logs = np.log2(1 + np.array([[f[k] for k in corpus_gen.FACTOR_FIELDS] for f in factors], float))
+  matrix = np.corrcoef(logs.T)
+  names = corpus_gen.FACTOR_FIELDS
+  return {a: {b: float(matrix[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
+
+
+class _Eta:
+  """Study-level ETA over the training runs, weighting each run by its size's step cost."""
+
+  def __init__(self, weights: list[float]):
+    self.weights, self.done, self.started = weights, 0, time.perf_counter()
+
+  def finished_one(self, label: str) -> None:
+    self.done += 1
+    elapsed = time.perf_counter() - self.started
+    left = sum(self.weights[self.done :]) / max(sum(self.weights[: self.done]), 1e-9) * elapsed
+    _stage(
+      f"{self.done}/{len(self.weights)} models done ({label}); elapsed "
+      f"{datetime.timedelta(seconds=round(elapsed))}, eta {datetime.timedelta(seconds=round(left))}"
+    )
+
+
+def _step_cost(shape: ml_collections.ConfigDict, words: int) -> float:
+  """A model's parameters (the output projection included) plus a fixed per-step overhead,
+  in parameter units: what one training step costs, roughly."""
+  d, layers = shape.d_model, shape.n_layers
+  return vocab_size(words) * d + layers * (4 * d * d + 3 * d * shape.d_ff) + 2e5
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -159,36 +225,71 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   data_dir = os.path.join(workdir, "data")
   _corpus(config, data_dir)
   counts_path = _counts(config, data_dir)
-  results = [_size_result(config, size, workdir, data_dir, counts_path) for size in config.sizes]
-  results.sort(key=lambda r: r["params"])
+  with fileio.open_file(os.path.join(data_dir, "words.txt")) as f:
+    words = sum(1 for line in f if line.strip())
+  triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
+  factors = _read_jsonl(os.path.join(data_dir, "factors.jsonl"))
+  sizes = sorted(config.sizes, key=lambda size: _step_cost(config.sizes[size], words))
+  plan = [(size, seed) for size in sizes for seed in config.seeds]
+  eta = _Eta([_step_cost(config.sizes[size], words) for size, _ in plan])
+  runs: dict[str, list[dict]] = {}
+  for size, seed in plan:
+    runs.setdefault(size, []).append(_train_and_ask(config, size, seed, workdir, data_dir, words))
+    eta.finished_one(f"size {size} seed {seed}")
+  _stage(f"bootstrap intervals ({config.bootstrap.resamples} resamples of the facts)")
+  records = {}
+  for size in sizes:
+    records[size] = _size_records(triples, runs[size], counts_path, factors)
+    write_jsonl_atomic(os.path.join(workdir, "models", size, "records.jsonl"), records[size])
+  variant, boot = config.fit_variant, config.bootstrap
+  summary_sizes = {}
+  for size in sizes:
+    seed_acc = [float(np.mean(r["accuracies"])) for r in runs[size]]
+    stats = study_stats.size_r2(
+      records[size], runs[size][0]["params"], variant, resamples=boot.resamples, seed=boot.seed
+    )
+    summary_sizes[size] = {
+      "params": runs[size][0]["params"],
+      "seeds": [r["seed"] for r in runs[size]],
+      "mean_acc": float(np.mean(seed_acc)),
+      "mean_acc_std": float(np.std(seed_acc)),
+      "mean_acc_per_seed": seed_acc,
+      "loss": float(np.mean([r["loss"] for r in runs[size]])),
+      "eval_loss": float(np.mean([r["eval_loss"] for r in runs[size]])),
+      "train_time_s": float(np.mean([r["wall_time_s"] for r in runs[size]])),
+      **stats,
+    }
+  pooled = study_stats.pooled_r2(
+    [records[s] for s in sizes],
+    [runs[s][0]["params"] for s in sizes],
+    variant,
+    resamples=boot.resamples,
+    seed=boot.seed,
+  )
   summary = {
-    "sizes": {
-      r["size"]: {
-        "params": r["params"],
-        "loss": r["loss"],
-        "eval_loss": r["eval_loss"],
-        "mean_acc": r["mean_acc"],
-        "n_triples": r["fit"]["n_triples"],
-        "n_dropped": r["fit"]["n_dropped"],
-        "r2": {m: r["fit"]["methods"][m]["r2"] for m in METHODS},
-      }
-      for r in results
-    },
+    "sizes": summary_sizes,
+    "pooled": pooled,
+    "predictors": list(study_stats.PREDICTORS),
+    "n_facts": len(triples),
+    "factor_correlations": factor_correlations(factors),
     "wall_time_s": time.perf_counter() - started,
   }
   fileio.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
-  report.write_figure(results, workdir, config.fit_variant)
+  report.write_figure(summary, workdir)
   report.write_markdown(summary, os.path.join(workdir, "report.md"))
   _stage(f"done in {summary['wall_time_s']:.0f}s: {os.path.join(workdir, 'report.md')}")
   return summary
 
 
 def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Compiles every size's train step abstractly (the corpus is not generated)."""
+  """Compiles every size's train step abstractly (the corpus is generated in memory only, for
+  the vocabulary size)."""
+  words = _planned_words(config)
   results = {}
   for size in config.sizes:
-    sized = size_config(config, size, "/nonexistent")
     fileio.makedirs(os.path.join(workdir, size))
-    results[size] = lm_pretrain.dry_run(sized, os.path.join(workdir, size))
+    results[size] = lm_pretrain.dry_run(
+      _without_corpus(config, size, words), os.path.join(workdir, size)
+    )
   fileio.write_json_atomic(os.path.join(workdir, "dry_run.json"), results)
   return results

@@ -1,76 +1,146 @@
-"""The SMI study's combined figure and markdown report."""
+"""The SMI study's figure and markdown report, both drawn from its summary.json content."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from jaxlab import fileio
 from jaxlab.fileio import write_text_atomic
 
-METHODS = ("CO-OCCUR", "MI", "SMI")
+
+def _interval(row: Mapping[str, float]) -> str:
+  return f"{row['r2']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
 
 
-def write_figure(results: Sequence[dict[str, Any]], workdir: str, variant: str) -> str:
-  """R^2 per method against model size, and each size's SMI group means with its fitted line."""
-  import matplotlib
+def _error_bars(rows: list[Mapping[str, float]]) -> list[list[float]]:
+  """Distances from each point estimate to its interval's ends; a percentile interval need not
+  contain the estimate, so a side it falls outside of gets 0."""
+  return [[max(r["r2"] - r["low"], 0) for r in rows], [max(r["high"] - r["r2"], 0) for r in rows]]
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
-  from jaxlab.smi.fit import load_records, plot_fit
-  from jaxlab.smi.metric import predictors
+def write_figure(summary: Mapping[str, Any], workdir: str) -> str:
+  """R^2 per predictor against model size with bootstrap intervals, the pooled fit's R^2, and
+  mean accuracy per size (mean +- std over seeds)."""
+  # The object-oriented API: no pyplot backend is switched, so a notebook's inline plots survive.
+  from matplotlib.figure import Figure
 
-  fig, axes = plt.subplots(1, 1 + len(results), figsize=(4.2 * (1 + len(results)), 3.8))
-  params = [r["params"] for r in results]
-  for method in METHODS:
-    axes[0].plot(params, [r["fit"]["methods"][method]["r2"] for r in results], "o-", label=method)
+  sizes = summary["sizes"]
+  params = [row["params"] for row in sizes.values()]
+  predictors = summary["predictors"]
+  fig = Figure(figsize=(14, 3.8))
+  axes = fig.subplots(1, 3, width_ratios=(2, 1.2, 1.2))
+  for k, predictor in enumerate(predictors):
+    rows = [row["r2"][predictor] for row in sizes.values()]
+    shift = 1.04 ** (k - (len(predictors) - 1) / 2)  # side by side on the log axis
+    axes[0].errorbar(
+      [p * shift for p in params],
+      [r["r2"] for r in rows],
+      yerr=_error_bars(rows),
+      fmt="o-" if predictor != "TRUE-COUNT" else "s--",
+      capsize=3,
+      label=predictor,
+    )
   axes[0].set(
     xscale="log",
     xlabel="parameters",
     ylabel="R$^2$ (group means)",
-    title="Predictors of CBQA accuracy",
+    ylim=(-0.02, 1.02),
+    title="Predictors of CBQA accuracy per size (95% bootstrap CI)",
   )
-  axes[0].legend()
-  for ax, result in zip(axes[1:], results):
-    records = load_records(os.path.join(workdir, "models", result["size"], "records.jsonl"))
-    kept, _, xs = predictors(records, result["params"], variant)
-    plot_fit(ax, xs["SMI"], [r["acc"] for r in kept], result["fit"]["methods"]["SMI"], "SMI")
-    ax.set(
-      xlabel="SMI", ylabel="CBQA accuracy", title=f"size {result['size']} ({result['params']:,})"
-    )
-    ax.legend()
+  axes[0].legend(fontsize=8)
+  pooled = [summary["pooled"][p] for p in predictors]
+  axes[1].bar(
+    range(len(predictors)),
+    [r["r2"] for r in pooled],
+    yerr=_error_bars(pooled),
+    capsize=4,
+    color=[f"C{k}" for k in range(len(predictors))],
+  )
+  axes[1].set_xticks(range(len(predictors)), predictors, fontsize=8)
+  axes[1].set(ylabel="R$^2$", ylim=(0, 1), title="Pooled over sizes")
+  axes[2].errorbar(
+    params,
+    [row["mean_acc"] for row in sizes.values()],
+    yerr=[row["mean_acc_std"] for row in sizes.values()],
+    fmt="o-",
+    capsize=3,
+  )
+  axes[2].set(
+    xscale="log",
+    xlabel="parameters",
+    ylabel="mean CBQA accuracy",
+    ylim=(0, 1),
+    title="Accuracy (mean +- std over seeds)",
+  )
   fig.tight_layout()
   path = os.path.join(workdir, "smi_scaling.png")
   fileio.save_figure(fig, path, dpi=120)
-  plt.close(fig)
   return path
 
 
-def write_markdown(summary: dict[str, Any], path: str) -> None:
-  """A short report: the R^2 table per size and what it means."""
+def _factor_table(correlations: Mapping[str, Mapping[str, float]]) -> list[str]:
+  names = list(correlations)
+  lines = ["| log2(1 + factor) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+  for a in names:
+    lines.append(f"| {a} | " + " | ".join(f"{correlations[a][b]:+.3f}" for b in names) + " |")
+  return lines
+
+
+def write_markdown(summary: Mapping[str, Any], path: str) -> None:
+  """The report: R^2 per predictor and size with intervals, the pooled fit, accuracy per size,
+  the factor correlations and which predictor came out best."""
+  predictors = summary["predictors"]
+  header = "| size | params | seeds | mean CBQA acc | facts (dropped) | " + " | ".join(
+    f"R^2 {p}" for p in predictors
+  )
   lines = [
     "# SMI scaling study (synthetic knowledge corpus)",
     "",
-    "| size | params | final loss | eval loss | mean CBQA acc | triples kept (dropped) | "
-    "R^2 CO-OCCUR | R^2 MI | R^2 SMI |",
-    "|---|---|---|---|---|---|---|---|---|",
+    f"{summary['n_facts']} facts; R^2 of the group-mean fit (docs/smi.md section 4) with 95% "
+    "bootstrap intervals over facts; accuracy per fact averaged over the seeds.",
+    "",
+    header + " |",
+    "|---" * (5 + len(predictors)) + "|",
   ]
   for size, row in summary["sizes"].items():
-    r2 = row["r2"]
     lines.append(
-      f"| {size} | {row['params']:,} | {row['loss']:.3f} | {row['eval_loss']:.3f} | "
-      f"{row['mean_acc']:.3f} | {row['n_triples']} ({row['n_dropped']}) | "
-      f"{r2['CO-OCCUR']:.3f} | {r2['MI']:.3f} | {r2['SMI']:.3f} |"
+      f"| {size} | {row['params']:,} | {len(row['seeds'])} | "
+      f"{row['mean_acc']:.3f} +- {row['mean_acc_std']:.3f} | {row['n_facts']} "
+      f"({row['n_dropped']}) | " + " | ".join(_interval(row["r2"][p]) for p in predictors) + " |"
     )
-  best = {size: max(row["r2"], key=row["r2"].get) for size, row in summary["sizes"].items()}
+  lines.append(
+    "| pooled (SMI with each size's P) | | | | | "
+    + " | ".join(_interval(summary["pooled"][p]) for p in predictors)
+    + " |"
+  )
+  methods = [p for p in predictors if p != "TRUE-COUNT"]
+  best = {
+    size: max(methods, key=lambda m: row["r2"][m]["r2"]) for size, row in summary["sizes"].items()
+  }
+  pooled_best = max(methods, key=lambda m: summary["pooled"][m]["r2"])
+  rows = {**summary["sizes"], "pooled": {"r2": summary["pooled"]}}
   lines += [
     "",
-    "R^2 is that of the linear fit of group-mean accuracy on the predictor "
-    "(docs/smi.md section 4). Best predictor per size: "
+    "Best corpus statistic per size (TRUE-COUNT, the documents that truly state the fact, is the "
+    "reference, not a contender): "
     + ", ".join(f"{size}: {method}" for size, method in best.items())
-    + ".",
+    + f"; pooled: {pooled_best}.",
+    "",
+    "Share of bootstrap resamples in which each statistic has the highest R^2 (paired: the same "
+    "resampled facts for every statistic):",
+    "",
+    "| | " + " | ".join(methods) + " |",
+    "|---" * (1 + len(methods)) + "|",
+    *(
+      f"| {name} | " + " | ".join(f"{row['r2'][m]['best']:.2f}" for m in methods) + " |"
+      for name, row in rows.items()
+    ),
+    "",
+    "## Factor correlations",
+    "",
+    *_factor_table(summary["factor_correlations"]),
     "",
     f"Wall time: {summary['wall_time_s']:.0f} s. Figure: smi_scaling.png.",
     "",

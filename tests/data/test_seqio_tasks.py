@@ -179,16 +179,17 @@ def test_a_mixture_trains_on_both_tasks_at_its_rates(tmp_path):
 
 @needs_seqio
 def test_smi_corpus_task_from_a_generated_corpus(tmp_path):
-  from jaxlab.fileio import write_jsonl_atomic
   from jaxlab.smi import corpus_gen
 
-  spec = corpus_gen.CorpusSpec(num_facts=12, num_relations=3, num_docs=40, seed=5)
+  spec = corpus_gen.CorpusSpec(
+    num_facts=12, num_relations=3, object_mentions_top=8, subject_mentions_top=2, seed=5
+  )
   data_dir = tmp_path / "study" / "data"
   data_dir.mkdir(parents=True)
-  corpus_gen.write_corpus(spec, str(data_dir))
-  eval_docs, _, _ = corpus_gen.generate(corpus_gen.CorpusSpec(12, 3, 6, seed=6))
-  write_jsonl_atomic(str(data_dir / "eval_corpus.jsonl"), [{"text": d} for d in eval_docs])
-  documents, _, _ = corpus_gen.generate(spec)
+  corpus_gen.write_corpus(spec, str(data_dir), eval_docs=6)
+  corpus = corpus_gen.generate(spec)
+  documents = corpus.documents
+  eval_docs = corpus_gen.heldout_documents(spec, corpus, 6)
 
   name = unique("smi")
   seqio_tasks.register_smi_corpus(name, str(tmp_path / "study"))  # the study's workdir

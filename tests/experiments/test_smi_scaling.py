@@ -8,7 +8,11 @@ import sys
 
 import pytest
 
+from jaxlab.config import ConfigError, load_config
+from jaxlab.experiments import smi_scaling
+from jaxlab.smi.corpus_gen import FACTOR_FIELDS
 from jaxlab.smi.count import count_triples_naive
+from jaxlab.smi.study_stats import PREDICTORS, size_r2
 from jaxlab.smi.triples import Triple
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,13 +30,12 @@ def _launch(*args):
   )
 
 
-# Parameters of the smoke sizes by hand (vocab 259, tied embeddings, head dim d / n_heads):
-# per layer q, o: d^2 each; k, v: d * n_kv_heads * head_dim each; SwiGLU 3 * d * d_ff; two norms
-# of d; plus the embedding 259 * d and the final norm d.
-#   xs: d=32, 1 layer:  1024+1024+512+512 + 3*32*86 + 64 = 11,392;   + 8,288 + 32 = 19,712
-#   s:  d=48, 1 layer:  2304+2304+1152+1152 + 3*48*128 + 96 = 25,440; + 12,432 + 48 = 37,920
-#   m:  d=64, 2 layers: 2 * (4096+4096+2048+2048 + 3*64*172 + 128) = 90,880; + 16,576 + 64
-SMOKE_PARAMS = {"xs": 19_712, "s": 37_920, "m": 107_520}
+# Parameters of the smoke sizes by hand (tied embeddings, head dim d / n_heads; vocab = 259 bytes
+# + 2 pieces per word of words.txt): per layer q, o: d^2 each; k, v: d * n_kv_heads * head_dim
+# each; SwiGLU 3 * d * d_ff; two norms of d; plus the embedding vocab * d and the final norm d.
+def _params(d, d_ff, vocab):
+  head_dim = d // 2
+  return 2 * d * d + 2 * d * head_dim + 3 * d * d_ff + 2 * d + vocab * d + d
 
 
 def _jsonl(path):
@@ -44,55 +47,102 @@ def test_smoke_study_runs_every_stage(tmp_path):
   result = _launch("--config", "configs/smi_scaling.py:smoke", "--workdir", str(workdir))
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
-  assert list(summary["sizes"]) == ["xs", "s", "m"]  # in order of size
-  assert {size: row["params"] for size, row in summary["sizes"].items()} == SMOKE_PARAMS
+  data = workdir / "data"
+  vocab = 259 + 2 * len((data / "words.txt").read_text().split())
+  assert list(summary["sizes"]) == ["xs", "s"]  # in order of size
+  assert {size: row["params"] for size, row in summary["sizes"].items()} == {
+    "xs": _params(16, 48, vocab),
+    "s": _params(32, 88, vocab),
+  }
 
   # Counts: the same numbers as the plain `in` reference counter over the generated corpus.
-  data = workdir / "data"
   triples = [
     Triple(t["subj"], t["rel"], t["obj"], t["idx"]) for t in _jsonl(data / "triples.jsonl")
   ]
   documents = [row["text"] for row in _jsonl(data / "corpus.jsonl")]
   counts = _jsonl(data / "counts.jsonl")
-  assert len(triples) == 48 and len(documents) == 800
+  factors = _jsonl(data / "factors.jsonl")
+  assert len(triples) == summary["n_facts"] == 240
   assert counts == count_triples_naive(triples, documents)
-  assert min(r["n_both"] for r in counts) >= 1  # every fact is stated at least once
+  assert all(c["n_both"] - f["true_docs"] == f["chance_docs"] for c, f in zip(counts, factors))
+  names = list(summary["factor_correlations"])
+  assert names == list(FACTOR_FIELDS)
+  assert all(
+    abs(summary["factor_correlations"][a][b]) < 0.25 for a in names for b in names if a != b
+  )
 
-  uniform_loss = math.log(259)
   for size, row in summary["sizes"].items():
-    run_dir = workdir / "models" / size
-    # The study reports each model's own final losses, and every model learned the corpus.
-    run_summary = json.loads((run_dir / "summary.json").read_text())
-    assert (row["loss"], row["eval_loss"]) == (run_summary["loss"], run_summary["eval_loss"])
-    assert run_summary["step"] == 120
-    assert row["eval_loss"] < uniform_loss - 1.5, (size, row)
-    # Records: the counts joined on the triple, accuracies over 2 templates x 2 samples.
-    records = _jsonl(run_dir / "records.jsonl")
-    assert [{k: v for k, v in r.items() if k != "acc"} for r in records] == counts
-    assert all(r["acc"] in (0.0, 0.25, 0.5, 0.75, 1.0) for r in records)
-    assert row["mean_acc"] == pytest.approx(sum(r["acc"] for r in records) / len(records))
-    fit = json.loads((run_dir / "fit.json").read_text())["fit"]
-    assert (row["n_triples"], row["n_dropped"]) == (fit["n_triples"], fit["n_dropped"]) == (48, 0)
-    assert row["r2"] == {m: fit["methods"][m]["r2"] for m in ("CO-OCCUR", "MI", "SMI")}
-  # Bigger models reach a lower held-out loss in the same number of steps (seeded: 3.14, 2.85,
-  # 2.04 when written).
-  eval_losses = [row["eval_loss"] for row in summary["sizes"].values()]
-  assert eval_losses[0] > eval_losses[1] + 0.1 and eval_losses[1] > eval_losses[2] + 0.3
+    runs = [
+      json.loads((workdir / "models" / size / f"seed{s}" / "cbqa.json").read_text()) for s in (0, 1)
+    ]
+    for seed, run in enumerate(runs):
+      # The study reports each model's own final losses; every model learned the corpus's wording.
+      run_summary = json.loads(
+        (workdir / "models" / size / f"seed{seed}" / "summary.json").read_text()
+      )
+      assert (run["loss"], run["eval_loss"]) == (run_summary["loss"], run_summary["eval_loss"])
+      assert run_summary["step"] == 80 and run_summary["eval_loss"] < math.log(vocab) - 2
+      # Accuracies over 2 templates x 10 samples.
+      assert all(round(a * 20, 6) == int(round(a * 20)) for a in run["accuracies"])
+    assert runs[0]["accuracies"] != runs[1]["accuracies"]  # the seeds are different models
+    assert row["mean_acc_per_seed"] == pytest.approx([sum(r["accuracies"]) / 240 for r in runs])
+    # Records: counts and factors joined on the fact, accuracy averaged over the seeds.
+    records = _jsonl(workdir / "models" / size / "records.jsonl")
+    for record, count, factor, a, b in zip(
+      records, counts, factors, *(r["accuracies"] for r in runs)
+    ):
+      assert record == {
+        **count,
+        **{k: factor[k] for k in FACTOR_FIELDS},
+        "acc": pytest.approx((a + b) / 2),
+      }
+    expected = size_r2(records, row["params"], "latest", resamples=200, seed=0)
+    assert row["n_facts"] + row["n_dropped"] == 240
+    for predictor in PREDICTORS:
+      interval = row["r2"][predictor]
+      assert interval == pytest.approx(expected["r2"][predictor])
+      assert 0 <= interval["low"] <= interval["high"] <= 1
+  assert set(summary["pooled"]) == set(PREDICTORS)
+  assert sum(summary["pooled"][m]["best"] for m in ("CO-OCCUR", "MI", "SMI")) == pytest.approx(1)
 
   assert (workdir / "smi_scaling.png").stat().st_size > 10_000
   report = (workdir / "report.md").read_text()
-  assert "| size | params |" in report and "| m | 107,520 |" in report
+  assert (
+    "| size | params | seeds |" in report and f"| s | {_params(32, 88, vocab):,} | 2 |" in report
+  )
+  assert "| pooled (SMI with each size's P) |" in report and "## Factor correlations" in report
+  assert "[smi_scaling] 4/4 models done" in result.stderr and "eta" in result.stderr
   assert "[smi_scaling] done" in result.stderr
 
 
-def test_bad_study_config_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+  "override, message",
+  [
+    ("--config.fit_variant=v9", "fit_variant must be latest or v1, got 'v9'"),
+    (
+      "--config.corpus.objects_per_relation=1",
+      "corpus: objects_per_relation must be at least 2 (a competitor needs another)",
+    ),
+  ],
+)
+def test_bad_study_config_is_one_line(tmp_path, override, message):
   result = _launch(
-    "--config",
-    "configs/smi_scaling.py:smoke",
-    "--workdir",
-    str(tmp_path / "x"),
-    "--config.fit_variant=v9",
+    "--config", "configs/smi_scaling.py:smoke", "--workdir", str(tmp_path / "x"), override
   )
   assert result.returncode == 2
-  assert result.stderr.strip() == "error: fit_variant must be latest or v1, got 'v9'"
+  assert result.stderr.strip() == f"error: {message}"
   assert not (tmp_path / "x").exists()
+
+
+def test_a_rate_for_a_size_the_study_lacks_is_refused():
+  config = load_config("configs/smi_scaling.py:smoke")
+  config.lr_by_size = {"s": 3e-3, "xxl": 1e-3}
+  with pytest.raises(ConfigError, match=r"^lr_by_size: no such size\(s\): xxl$"):
+    smi_scaling.validate(config)
+  config.lr_by_size = {"s": 3e-3}
+  smi_scaling.validate(config)
+  sized = smi_scaling.size_config(config, "s", 0, "/data", words=10)
+  assert (sized.optimizer.lr, sized.model.vocab_size) == (3e-3, 279)
+  assert (
+    smi_scaling.size_config(config, "xs", 0, "/data", 10).optimizer.lr == config.base.optimizer.lr
+  )
