@@ -198,19 +198,29 @@ def factor_correlations(factors: list[dict]) -> dict[str, dict[str, float]]:
 
 
 class _Eta:
-  """Study-level ETA over the training runs, weighting each run by its size's step cost."""
+  """Study-level ETA over the training runs, weighting each run by its size's step cost; runs a
+  resumed study found finished count as done but not towards the rate."""
 
   def __init__(self, weights: list[float]):
-    self.weights, self.done, self.started = weights, 0, time.perf_counter()
+    self.weights, self.done, self.timed = weights, 0, 0.0
+    self.started = time.perf_counter()
 
-  def finished_one(self, label: str) -> None:
+  def finished_one(self, label: str, cached: bool = False) -> str:
+    """Reports one more run done; returns the line it printed."""
+    if cached:
+      self.started = time.perf_counter()  # the clock starts at the first run trained here
+    else:
+      self.timed += self.weights[self.done]
     self.done += 1
     elapsed = time.perf_counter() - self.started
-    left = sum(self.weights[self.done :]) / max(sum(self.weights[: self.done]), 1e-9) * elapsed
-    _stage(
+    left = sum(self.weights[self.done :]) / self.timed * elapsed if self.timed else None
+    line = (
       f"{self.done}/{len(self.weights)} models done ({label}); elapsed "
-      f"{datetime.timedelta(seconds=round(elapsed))}, eta {datetime.timedelta(seconds=round(left))}"
+      f"{datetime.timedelta(seconds=round(elapsed))}, eta "
+      + ("?" if left is None else str(datetime.timedelta(seconds=round(left))))
     )
+    _stage(line)
+    return line
 
 
 def _step_cost(shape: ml_collections.ConfigDict, words: int) -> float:

@@ -146,3 +146,15 @@ def test_a_rate_for_a_size_the_study_lacks_is_refused():
   assert (
     smi_scaling.size_config(config, "xs", 0, "/data", 10).optimizer.lr == config.base.optimizer.lr
   )
+
+
+def test_the_eta_weighs_runs_by_cost_and_ignores_runs_found_finished(monkeypatch):
+  clock = iter([100.0, 100.0, 100.0, 110.0, 150.0])
+  monkeypatch.setattr(smi_scaling.time, "perf_counter", lambda: next(clock))
+  eta = smi_scaling._Eta([1.0, 1.0, 2.0, 4.0])
+  # Found finished (a resumed study): no rate yet, and the clock restarts.
+  assert eta.finished_one("a", cached=True).endswith("1/4 models done (a); elapsed 0:00:00, eta ?")
+  # 10 s for a run of weight 1 -> 60 s for the 6 units left.
+  assert eta.finished_one("b").endswith("2/4 models done (b); elapsed 0:00:10, eta 0:01:00")
+  # 50 s for 3 units -> 4 units left take 66.7 s.
+  assert eta.finished_one("c").endswith("3/4 models done (c); elapsed 0:00:50, eta 0:01:07")
