@@ -40,7 +40,6 @@ from jaxlab.experiments.lm_pretrain import lm_init_variables
 from jaxlab.experiments.scir_letters import eval_set, evaluate_model, starting_models
 from jaxlab.experiments.scir_rounds import (
   Context,
-  Preempted,
   fill_batch,
   frozen_models,
   label_round,
@@ -59,6 +58,7 @@ from jaxlab.parallel.topology import fit_report, topology_devices
 from jaxlab.progress import Progress
 from jaxlab.smi.triples import json_lines
 from jaxlab.train.optimizer import build_optimizer
+from jaxlab.train.preemption import Preempted
 from jaxlab.train.state import StartingWeights
 from jaxlab.train.trainer import Program, Trainer, TrainerSettings
 

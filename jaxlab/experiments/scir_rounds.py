@@ -31,6 +31,7 @@ from jaxlab.objectives.scir import SCIRObjective
 from jaxlab.parallel.mesh import build_mesh, mesh_context
 from jaxlab.train.metrics import json_safe
 from jaxlab.train.optimizer import build_optimizer
+from jaxlab.train.preemption import Preempted
 from jaxlab.train.state import StartingWeights
 from jaxlab.train.trainer import Program, Trainer, TrainerSettings
 
@@ -107,10 +108,6 @@ class Context:
     if summary.get("preempted"):
       raise Preempted()
     return trainer.latest_params()
-
-
-class Preempted(Exception):
-  """A stage stopped on SIGTERM/SIGINT after checkpointing: the study stops and resumes later."""
 
 
 def make_context(s: SCIRStudySettings, seed: int, model_cfg, tokenizer, devices=None) -> Context:

@@ -30,6 +30,7 @@ from jaxlab.smi import corpus_gen, report, study_stats
 from jaxlab.smi.cbqa import cbqa_accuracy, merge_counts
 from jaxlab.smi.count import count_triples
 from jaxlab.smi.triples import load_templates, load_triples
+from jaxlab.train.preemption import Preempted
 from jaxlab.train.wandb_config import name_in_study
 
 
@@ -151,6 +152,8 @@ def _train_and_ask(
   _stage(f"size {size} seed {seed}: pretraining {dict(config.sizes[size])}")
   started = time.perf_counter()
   summary = lm_pretrain.run(run_config, run_dir)
+  if summary["step"] < summary["total_steps"]:  # stopped by a signal: no CBQA on a partial model
+    raise Preempted()
   _stage(f"size {size} seed {seed}: closed-book QA")
   run = load_run(run_dir)
   triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
@@ -244,8 +247,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   eta = _Eta([_step_cost(config.sizes[size], words) for size, _ in plan])
   runs: dict[str, list[dict]] = {}
   for size, seed in plan:
-    runs.setdefault(size, []).append(_train_and_ask(config, size, seed, workdir, data_dir, words))
-    eta.finished_one(f"size {size} seed {seed}")
+    cached = fileio.exists(os.path.join(workdir, "models", size, f"seed{seed}", "cbqa.json"))
+    try:
+      result = _train_and_ask(config, size, seed, workdir, data_dir, words)
+    except Preempted:
+      _stage("stopped on a signal; run the same command again to resume")
+      return {"preempted": True}
+    runs.setdefault(size, []).append(result)
+    eta.finished_one(f"size {size} seed {seed}", cached=cached)
   _stage(f"bootstrap intervals ({config.bootstrap.resamples} resamples of the facts)")
   records = {}
   for size in sizes:

@@ -87,6 +87,7 @@ from jaxlab.parallel.topology import parse_topology, topology_devices
 from jaxlab.progress import Progress
 from jaxlab.train.metrics import json_safe
 from jaxlab.train.optimizer import build_optimizer
+from jaxlab.train.preemption import Preempted
 from jaxlab.train.state import StartingWeights
 from jaxlab.train.trainer import Program, Trainer, TrainerSettings
 
@@ -177,10 +178,6 @@ def _sft_arrays(
 
 
 # ---------------------------------------------------------------------------------- stages
-
-
-class Preempted(Exception):
-  """A stage stopped on SIGTERM/SIGINT after checkpointing: the study stops and resumes later."""
 
 
 @dataclasses.dataclass

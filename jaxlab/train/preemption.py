@@ -9,6 +9,11 @@ import types
 logger = logging.getLogger(__name__)
 
 
+class Preempted(Exception):
+  """A study's stage stopped on SIGTERM/SIGINT after checkpointing: the study stops and resumes
+  later (raised by the studies, caught where they report it)."""
+
+
 class PreemptionGuard:
   """Context manager: while active, SIGTERM and SIGINT set `requested` instead of killing.
 

@@ -158,3 +158,17 @@ def test_the_eta_weighs_runs_by_cost_and_ignores_runs_found_finished(monkeypatch
   assert eta.finished_one("b").endswith("2/4 models done (b); elapsed 0:00:10, eta 0:01:00")
   # 50 s for 3 units -> 4 units left take 66.7 s.
   assert eta.finished_one("c").endswith("3/4 models done (c); elapsed 0:00:50, eta 0:01:07")
+
+
+def test_a_model_stopped_by_a_signal_is_not_asked_and_the_study_stops(tmp_path, monkeypatch):
+  config = load_config("configs/smi_scaling.py:smoke")
+  calls = []
+
+  def stopped_early(run_config, run_dir):
+    calls.append(run_dir)
+    return {"step": 30, "total_steps": 80, "preempted": True}
+
+  monkeypatch.setattr(smi_scaling.lm_pretrain, "run", stopped_early)
+  assert smi_scaling.run(config, str(tmp_path)) == {"preempted": True}
+  assert calls == [str(tmp_path / "models" / "xs" / "seed0")]  # nothing after the stopped model
+  assert not list(tmp_path.glob("models/**/cbqa.json")) and not (tmp_path / "summary.json").exists()
