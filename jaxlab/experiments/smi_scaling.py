@@ -192,6 +192,18 @@ def _size_records(triples, runs: list[dict], counts_path: str, factors: list[dic
   return records
 
 
+def accuracy_by_true_docs(records: list[dict]) -> dict[str, float]:
+  """Mean accuracy of the facts in each octave of true_docs ("1", "2-3", "4-7", ...): how far
+  recall spans from facts stated once to facts stated most."""
+  octaves: dict[int, list[float]] = {}
+  for record in records:
+    octaves.setdefault(int(record["true_docs"]).bit_length() - 1, []).append(record["acc"])
+  return {
+    (f"{2**k}" if k == 0 else f"{2**k}-{2 ** (k + 1) - 1}"): float(np.mean(octaves[k]))
+    for k in sorted(octaves)
+  }
+
+
 def factor_correlations(factors: list[dict]) -> dict[str, dict[str, float]]:
   """Pearson correlations between the factors' log2(1 + value) over the facts."""
   logs = np.log2(1 + np.array([[f[k] for k in corpus_gen.FACTOR_FIELDS] for f in factors], float))
@@ -276,6 +288,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       "loss": float(np.mean([r["loss"] for r in runs[size]])),
       "eval_loss": float(np.mean([r["eval_loss"] for r in runs[size]])),
       "train_time_s": float(np.mean([r["wall_time_s"] for r in runs[size]])),
+      "acc_by_true_docs": accuracy_by_true_docs(records[size]),
       **stats,
     }
   pooled = study_stats.pooled_r2(

@@ -138,6 +138,13 @@ def write_markdown(summary: Mapping[str, Any], path: str) -> None:
       for name, row in rows.items()
     ),
     "",
+    "Mean accuracy by documents stating the fact (true_docs):",
+    "",
+    *(
+      f"- {size}: " + ", ".join(f"{k}: {v:.2f}" for k, v in row["acc_by_true_docs"].items())
+      for size, row in summary["sizes"].items()
+    ),
+    "",
     "## Factor correlations",
     "",
     *_factor_table(summary["factor_correlations"]),

@@ -96,6 +96,9 @@ def test_smoke_study_runs_every_stage(tmp_path):
         **{k: factor[k] for k in FACTOR_FIELDS},
         "acc": pytest.approx((a + b) / 2),
       }
+    stated_once = [r["acc"] for r in records if r["true_docs"] == 1]
+    assert row["acc_by_true_docs"]["1"] == pytest.approx(sum(stated_once) / len(stated_once))
+    assert list(row["acc_by_true_docs"])[:3] == ["1", "2-3", "4-7"]
     expected = size_r2(records, row["params"], "latest", resamples=200, seed=0)
     assert row["n_facts"] + row["n_dropped"] == 240
     for predictor in PREDICTORS:
@@ -111,6 +114,7 @@ def test_smoke_study_runs_every_stage(tmp_path):
     "| size | params | seeds |" in report and f"| s | {_params(32, 88, vocab):,} | 2 |" in report
   )
   assert "| pooled (SMI with each size's P) |" in report and "## Factor correlations" in report
+  assert "- xs: 1: " in report
   assert "[smi_scaling] 4/4 models done" in result.stderr and "eta" in result.stderr
   assert "[smi_scaling] done" in result.stderr
 
