@@ -223,7 +223,8 @@ class _Eta:
   def finished_one(self, label: str, cached: bool = False) -> str:
     """Reports one more run done; returns the line it printed."""
     if cached:
-      self.started = time.perf_counter()  # the clock starts at the first run trained here
+      if not self.timed:  # the clock starts at the first run trained here
+        self.started = time.perf_counter()
     else:
       self.timed += self.weights[self.done]
     self.done += 1

@@ -176,3 +176,11 @@ def test_a_model_stopped_by_a_signal_is_not_asked_and_the_study_stops(tmp_path, 
   assert smi_scaling.run(config, str(tmp_path)) == {"preempted": True}
   assert calls == [str(tmp_path / "models" / "xs" / "seed0")]  # nothing after the stopped model
   assert not list(tmp_path.glob("models/**/cbqa.json")) and not (tmp_path / "summary.json").exists()
+
+
+def test_a_run_found_finished_after_trained_ones_keeps_the_clock(monkeypatch):
+  clock = iter([0.0, 5.0, 20.0])
+  monkeypatch.setattr(smi_scaling.time, "perf_counter", lambda: next(clock))
+  eta = smi_scaling._Eta([1.0, 1.0, 1.0])
+  assert eta.finished_one("a").endswith("elapsed 0:00:05, eta 0:00:10")
+  assert eta.finished_one("b", cached=True).endswith("elapsed 0:00:20, eta 0:00:20")
