@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxlab import fileio
 from jaxlab.config import ConfigError
-from jaxlab.data.tokenizers import ByteTokenizer
+from jaxlab.data.tokenizers import ByteTokenizer, WordTokenizer
 from jaxlab.eval.run_loading import load_run
 from jaxlab.experiments import lm_pretrain
 from jaxlab.fileio import write_jsonl_atomic
@@ -42,21 +42,16 @@ def corpus_spec(config: ml_collections.ConfigDict) -> corpus_gen.CorpusSpec:
   )
 
 
-def vocab_size(words: int) -> int:
-  """A word tokenizer's size: the bytes plus each word alone and after a space."""
-  return ByteTokenizer.vocab_size + 2 * words
-
-
 def size_config(
-  config: ml_collections.ConfigDict, size: str, seed: int, data_dir: str, words: int
+  config: ml_collections.ConfigDict, size: str, seed: int, data_dir: str, vocab: int
 ) -> ml_collections.ConfigDict:
   """The pretraining config of one model size and seed: the shared base plus that size's shape
   (and its peak rate in `lr_by_size`, when listed), reading the corpus with its word tokenizer
-  (`words` entries)."""
+  (of `vocab` tokens)."""
   run = copy.deepcopy(config.base)
   run.seed = seed
   run.model.update(config.sizes[size].to_dict())
-  run.model.vocab_size = vocab_size(words)
+  run.model.vocab_size = vocab
   if size in config.get("lr_by_size", {}):
     run.optimizer.lr = config.lr_by_size[size]
   if "logging" in config:  # the study's W&B settings hold for every run
@@ -71,19 +66,19 @@ def size_config(
 
 
 def _without_corpus(
-  config: ml_collections.ConfigDict, size: str, words: int
+  config: ml_collections.ConfigDict, size: str, vocab: int
 ) -> ml_collections.ConfigDict:
   """A size's config for checks and compiles before the corpus exists: synthetic data and the
   byte tokenizer stand in for the files, the vocabulary keeps the corpus's size."""
-  sized = size_config(config, size, config.seeds[0], "/nonexistent", words)
+  sized = size_config(config, size, config.seeds[0], "/nonexistent", vocab)
   sized.data.update(kind="synthetic")
   sized.data.tokenizer.update(kind="byte", path="")
   return sized
 
 
-def _planned_words(config: ml_collections.ConfigDict) -> int:
-  """The word list's length, from generating the corpus in memory (a second or so)."""
-  return len(corpus_gen.vocabulary(corpus_gen.generate(corpus_spec(config))))
+def _planned_vocab(config: ml_collections.ConfigDict) -> int:
+  """The word tokenizer's size, from generating the corpus in memory (a second or so)."""
+  return WordTokenizer(corpus_gen.vocabulary(corpus_gen.generate(corpus_spec(config)))).vocab_size
 
 
 def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
@@ -104,7 +99,7 @@ def validate(config: ml_collections.ConfigDict, dry_run: bool = False) -> None:
     raise ConfigError(f"corpus: {e}") from None
   for size in config.sizes:
     try:
-      lm_pretrain.validate(_without_corpus(config, size, 1), dry_run=dry_run)
+      lm_pretrain.validate(_without_corpus(config, size, ByteTokenizer.vocab_size), dry_run=dry_run)
     except ConfigError as e:
       raise ConfigError(f"size {size}: {e}") from None
 
@@ -139,14 +134,14 @@ def _read_jsonl(path: str) -> list[dict]:
 
 
 def _train_and_ask(
-  config, size: str, seed: int, workdir: str, data_dir: str, words: int
+  config, size: str, seed: int, workdir: str, data_dir: str, vocab: int
 ) -> dict[str, Any]:
   """One model: pretraining, then CBQA accuracy per fact (cached in the run's cbqa.json)."""
   run_dir = os.path.join(workdir, "models", size, f"seed{seed}")
   result_path = os.path.join(run_dir, "cbqa.json")
   if fileio.exists(result_path):
     return fileio.read_json(result_path)
-  run_config = size_config(config, size, seed, data_dir, words)
+  run_config = size_config(config, size, seed, data_dir, vocab)
   if "logging" in run_config:  # W&B: the runs are named by their path in the study
     name_in_study(run_config.logging.wandb, workdir, run_dir)
   _stage(f"size {size} seed {seed}: pretraining {dict(config.sizes[size])}")
@@ -239,11 +234,11 @@ class _Eta:
     return line
 
 
-def _step_cost(shape: ml_collections.ConfigDict, words: int) -> float:
+def _step_cost(shape: ml_collections.ConfigDict, vocab: int) -> float:
   """A model's parameters (the output projection included) plus a fixed per-step overhead,
   in parameter units: what one training step costs, roughly."""
   d, layers = shape.d_model, shape.n_layers
-  return vocab_size(words) * d + layers * (4 * d * d + 3 * d * shape.d_ff) + 2e5
+  return vocab * d + layers * (4 * d * d + 3 * d * shape.d_ff) + 2e5
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -251,18 +246,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   data_dir = os.path.join(workdir, "data")
   _corpus(config, data_dir)
   counts_path = _counts(config, data_dir)
-  with fileio.open_file(os.path.join(data_dir, "words.txt")) as f:
-    words = sum(1 for line in f if line.strip())
+  vocab = WordTokenizer.from_file(os.path.join(data_dir, "words.txt")).vocab_size
   triples, _ = load_triples(os.path.join(data_dir, "triples.jsonl"))
   factors = _read_jsonl(os.path.join(data_dir, "factors.jsonl"))
-  sizes = sorted(config.sizes, key=lambda size: _step_cost(config.sizes[size], words))
+  sizes = sorted(config.sizes, key=lambda size: _step_cost(config.sizes[size], vocab))
   plan = [(size, seed) for size in sizes for seed in config.seeds]
-  eta = _Eta([_step_cost(config.sizes[size], words) for size, _ in plan])
+  eta = _Eta([_step_cost(config.sizes[size], vocab) for size, _ in plan])
   runs: dict[str, list[dict]] = {}
   for size, seed in plan:
     cached = fileio.exists(os.path.join(workdir, "models", size, f"seed{seed}", "cbqa.json"))
     try:
-      result = _train_and_ask(config, size, seed, workdir, data_dir, words)
+      result = _train_and_ask(config, size, seed, workdir, data_dir, vocab)
     except Preempted:
       _stage("stopped on a signal; run the same command again to resume")
       return {"preempted": True}
@@ -317,12 +311,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def dry_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Compiles every size's train step abstractly (the corpus is generated in memory only, for
   the vocabulary size)."""
-  words = _planned_words(config)
+  vocab = _planned_vocab(config)
   results = {}
   for size in config.sizes:
     fileio.makedirs(os.path.join(workdir, size))
     results[size] = lm_pretrain.dry_run(
-      _without_corpus(config, size, words), os.path.join(workdir, size)
+      _without_corpus(config, size, vocab), os.path.join(workdir, size)
     )
   fileio.write_json_atomic(os.path.join(workdir, "dry_run.json"), results)
   return results

@@ -145,10 +145,10 @@ def test_a_rate_for_a_size_the_study_lacks_is_refused():
     smi_scaling.validate(config)
   config.lr_by_size = {"s": 3e-3}
   smi_scaling.validate(config)
-  sized = smi_scaling.size_config(config, "s", 0, "/data", words=10)
+  sized = smi_scaling.size_config(config, "s", 0, "/data", vocab=279)
   assert (sized.optimizer.lr, sized.model.vocab_size) == (3e-3, 279)
   assert (
-    smi_scaling.size_config(config, "xs", 0, "/data", 10).optimizer.lr == config.base.optimizer.lr
+    smi_scaling.size_config(config, "xs", 0, "/data", 279).optimizer.lr == config.base.optimizer.lr
   )
 
 
