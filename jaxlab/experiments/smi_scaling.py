@@ -135,12 +135,13 @@ def _read_jsonl(path: str) -> list[dict]:
 
 def _train_and_ask(
   config, size: str, seed: int, workdir: str, data_dir: str, vocab: int
-) -> dict[str, Any]:
-  """One model: pretraining, then CBQA accuracy per fact (cached in the run's cbqa.json)."""
+) -> tuple[dict[str, Any], bool]:
+  """One model: pretraining, then CBQA accuracy per fact (cached in the run's cbqa.json).
+  Returns the result and whether it was found finished."""
   run_dir = os.path.join(workdir, "models", size, f"seed{seed}")
   result_path = os.path.join(run_dir, "cbqa.json")
   if fileio.exists(result_path):
-    return fileio.read_json(result_path)
+    return fileio.read_json(result_path), True
   run_config = size_config(config, size, seed, data_dir, vocab)
   if "logging" in run_config:  # W&B: the runs are named by their path in the study
     name_in_study(run_config.logging.wandb, workdir, run_dir)
@@ -175,7 +176,7 @@ def _train_and_ask(
     "wall_time_s": time.perf_counter() - started,
   }
   fileio.write_json_atomic(result_path, result)
-  return result
+  return result, False
 
 
 def _size_records(triples, runs: list[dict], counts_path: str, factors: list[dict]) -> list[dict]:
@@ -254,9 +255,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   eta = _Eta([_step_cost(config.sizes[size], vocab) for size, _ in plan])
   runs: dict[str, list[dict]] = {}
   for size, seed in plan:
-    cached = fileio.exists(os.path.join(workdir, "models", size, f"seed{seed}", "cbqa.json"))
     try:
-      result = _train_and_ask(config, size, seed, workdir, data_dir, vocab)
+      result, cached = _train_and_ask(config, size, seed, workdir, data_dir, vocab)
     except Preempted:
       _stage("stopped on a signal; run the same command again to resume")
       return {"preempted": True}
