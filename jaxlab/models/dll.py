@@ -168,6 +168,8 @@ def dll_conv(
 
 METHODS = ("bp", "fa", "dll", "dll_fa", "fa_ref")
 FEEDBACK_ALIGNMENT = ("fa", "fa_ref")
+# Rules whose feedback matrix is drawn once and never learned: rule.feedback_scale tunes its size.
+FIXED_FEEDBACK = (*FEEDBACK_ALIGNMENT, "dll_fa")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,9 +179,11 @@ class LearningRule:
   FA is the DLL machinery with a fixed random feedback matrix (Theta, never updated), no scaling
   and no clipping: the weight update is then backprop's gradient with B = Theta in place of W.
   fa_ref is the DLL paper's reference FA: the same rule with a random sign matrix as Theta and
-  plain SGD instead of Adam (`feedback_matrix`, `plain_sgd`). feedback_scale multiplies FA's
-  feedback matrix (fa and fa_ref only; 1 keeps fa's Theta as drawn). Adam divides a constant
-  factor on a tensor's updates out, so for fa it changes next to nothing; for fa_ref it matters.
+  plain SGD instead of Adam (`feedback_matrix`, `plain_sgd`). feedback_scale multiplies the
+  fixed feedback matrix (fa, fa_ref, dll_fa; 1 keeps Theta as drawn), the knob those rules get
+  where DLL gets Theta's sign and rate. Adam divides a constant factor on a tensor's updates out,
+  so in a feed-forward net it changes little under Adam; through time in the RNN, and for
+  fa_ref's plain SGD, it sets how fast the error signal grows or fades.
   """
 
   method: str = "dll"
@@ -195,9 +199,9 @@ class LearningRule:
     DLLOptions(self.form, theta_sign=self.theta_sign)  # checks form and sign
     if not self.feedback_scale > 0:
       raise ValueError(f"rule.feedback_scale must be positive, got {self.feedback_scale}")
-    if self.feedback_scale != 1.0 and self.method not in FEEDBACK_ALIGNMENT:
+    if self.feedback_scale != 1.0 and self.method not in FIXED_FEEDBACK:
       raise ValueError(
-        f"rule.feedback_scale applies to {' and '.join(FEEDBACK_ALIGNMENT)} only; method "
+        f"rule.feedback_scale applies to {', '.join(FIXED_FEEDBACK)} only; method "
         f"{self.method!r} needs 1.0, got {self.feedback_scale}"
       )
 
@@ -213,16 +217,17 @@ class LearningRule:
   def feedback_matrix(self, normal: jax.Array, std: float) -> jax.Array:
     """Initial Theta (W's shape, (..., in, out)) from a standard normal draw `normal`.
 
-    std * normal for every rule, times feedback_scale for fa. fa_ref: the signs of `normal` times
-    feedback_scale / sqrt(fan_out), fan_out = normal.size / in (out for a dense layer, kh*kw*out
-    for a conv): each entry of the error sent down sums fan_out terms of random sign, so at scale 1
-    it keeps the size of the error it receives, which plain SGD (unlike Adam) needs in a deep net.
+    std * normal for every rule, times feedback_scale for fa and dll_fa. fa_ref: the signs of
+    `normal` times feedback_scale / sqrt(fan_out), fan_out = normal.size / in (out for a dense
+    layer, kh*kw*out for a conv): each entry of the error sent down sums fan_out terms of random
+    sign, so at scale 1 it keeps the size of the error it receives, which plain SGD (unlike Adam)
+    needs in a deep net.
     """
     if self.method == "fa_ref":
       fan_out = normal.size // normal.shape[-2]
       signs = jnp.where(normal < 0, -1.0, 1.0).astype(normal.dtype)
       return (self.feedback_scale / math.sqrt(fan_out)) * signs
-    if self.method == "fa":
+    if self.method in FIXED_FEEDBACK:
       return self.feedback_scale * std * normal
     return std * normal
 

@@ -89,7 +89,7 @@ def test_bad_method_arg_is_one_line(arg, message):
     (
       "configs/dll_mlp.py:dll",
       {"rule.feedback_scale": 2.0},
-      "rule.feedback_scale applies to fa and fa_ref only; method 'dll' needs 1.0",
+      "rule.feedback_scale applies to fa, fa_ref, dll_fa only; method 'dll' needs 1.0",
     ),
     (
       "configs/dll_mlp.py",

@@ -312,23 +312,26 @@ def test_options_reject_unknown_values():
     LearningRule("dll", theta_sign=0.5)
   with pytest.raises(ValueError, match="unknown method 'pc'"):
     LearningRule("pc")
-  with pytest.raises(ValueError, match="rule.feedback_scale applies to fa and fa_ref only"):
-    LearningRule("dll_fa", feedback_scale=2.0)
+  with pytest.raises(ValueError, match="rule.feedback_scale applies to fa, fa_ref, dll_fa only"):
+    LearningRule("dll", feedback_scale=2.0)
   with pytest.raises(ValueError, match="rule.feedback_scale must be positive"):
     LearningRule("fa", feedback_scale=0.0)
 
 
 def test_feedback_matrices_of_fa_and_fa_ref():
-  """fa at scale 1 keeps the Theta every rule draws; feedback_scale multiplies it; fa_ref's
-  Theta is the draw's signs times feedback_scale / sqrt(fan_out); W is the same for all."""
+  """fa at scale 1 keeps the Theta every rule draws; feedback_scale multiplies it (fa, dll_fa);
+  fa_ref's Theta is the draw's signs times feedback_scale / sqrt(fan_out); W is the same for
+  all."""
   rng = jax.random.PRNGKey(0)
   init = lambda rule: mlp([16, 12, 5], rule).init(rng)
   drawn = init(LearningRule("dll"))
   fa, fa_scaled = (init(LearningRule("fa", feedback_scale=s)) for s in (1.0, 3.0))
   ref, ref_scaled = init(LearningRule("fa_ref")), init(LearningRule("fa_ref", feedback_scale=2.0))
-  for d, a, a3, r, r2 in zip(drawn, fa, fa_scaled, ref, ref_scaled):
+  frozen_scaled = init(LearningRule("dll_fa", feedback_scale=0.5))
+  for d, a, a3, r, r2, f in zip(drawn, fa, fa_scaled, ref, ref_scaled, frozen_scaled):
     np.testing.assert_array_equal(a["theta"], d["theta"])
     np.testing.assert_allclose(a3["theta"], 3.0 * d["theta"], rtol=1e-6)
+    np.testing.assert_allclose(f["theta"], 0.5 * d["theta"], rtol=1e-6)
     np.testing.assert_allclose(np.abs(r["theta"]), 1 / np.sqrt(d["theta"].shape[1]), rtol=1e-6)
     np.testing.assert_array_equal(np.sign(r["theta"]), np.sign(d["theta"]))
     np.testing.assert_allclose(r2["theta"], 2.0 * r["theta"], rtol=1e-6)
