@@ -51,8 +51,9 @@ def default_data_config() -> ml_collections.ConfigDict:
       "seqio_train_split": "train",
       "seqio_eval_split": "validation",
       "tokenizer": {
-        "kind": "byte",  # byte | sentencepiece | hf
+        "kind": "byte",  # byte | words | sentencepiece | hf
         "path": "",
+        "dummy_prefix": False,  # words only: a text's first word encodes as if after a space
         "bos_token": "",  # hf only; empty: look up common spellings
         "eos_token": "",
         "pad_token": "",

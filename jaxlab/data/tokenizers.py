@@ -77,13 +77,17 @@ class WordTokenizer:
   and a value is copied as one token, while names outside the list (a task's noisy names)
   still spell out byte by byte. Token boundaries are character boundaries, so
   decode(encode(text)) == text and decoded prefix lengths locate characters exactly.
+
+  With `dummy_prefix` (SentencePiece's add_dummy_prefix), a text that starts with a letter is
+  encoded as if a space preceded it and decode drops one leading space: a word at the start of
+  a prompt is then the same token as inside a document, not a form seen only at document starts.
   """
 
   pad_id = ByteTokenizer.pad_id
   bos_id = ByteTokenizer.bos_id
   eos_id = ByteTokenizer.eos_id
 
-  def __init__(self, words: Sequence[str]):
+  def __init__(self, words: Sequence[str], dummy_prefix: bool = False):
     words = tuple(words)
     bad = next((w for w in words if not re.fullmatch(r"[A-Za-z]+", w)), None)
     if bad is not None:
@@ -91,6 +95,7 @@ class WordTokenizer:
     if len(set(words)) != len(words):
       raise ValueError("word tokenizer entries must be distinct")
     self.words = words
+    self.dummy_prefix = dummy_prefix
     pieces = [*words, *(" " + w for w in words)]
     first = ByteTokenizer.vocab_size
     self._ids = {piece: first + i for i, piece in enumerate(pieces)}
@@ -98,12 +103,14 @@ class WordTokenizer:
     self.vocab_size = first + len(pieces)
 
   @classmethod
-  def from_file(cls, path: str) -> WordTokenizer:
+  def from_file(cls, path: str, dummy_prefix: bool = False) -> WordTokenizer:
     """The word list of a text file, one word per line."""
     with fileio.open_file(path) as f:
-      return cls([line.strip() for line in f if line.strip()])
+      return cls([line.strip() for line in f if line.strip()], dummy_prefix=dummy_prefix)
 
   def encode(self, text: str) -> list[int]:
+    if self.dummy_prefix and text[:1].isalpha():
+      text = " " + text
     ids: list[int] = []
     for match in _WORD_PIECE.finditer(text):
       piece = match.group()
@@ -121,7 +128,8 @@ class WordTokenizer:
         data.append(i - ByteTokenizer._OFFSET)
       elif first <= i < self.vocab_size:
         data += self._pieces[i - first]
-    return data.decode("utf-8", errors="replace")
+    text = data.decode("utf-8", errors="replace")
+    return text[1:] if self.dummy_prefix and text.startswith(" ") else text
 
 
 class SentencePieceTokenizer:
@@ -221,7 +229,7 @@ class HFTokenizer:
 
 def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
   """Tokenizer named by `cfg.kind` ("byte", "words", "sentencepiece", "hf") and `cfg.path`
-  ("words": a word list, one per line).
+  ("words": a word list, one per line; optional `cfg.dummy_prefix`, see WordTokenizer).
 
   For "hf", optional `cfg.bos_token` / `eos_token` / `pad_token` name the
   special tokens (empty means look up common spellings).
@@ -237,7 +245,7 @@ def build_tokenizer(cfg: ml_collections.ConfigDict) -> Tokenizer:
   if not path or not fileio.isfile(path):
     raise ValueError(f"{kind} tokenizer file not found: {path!r}")
   if kind == "words":
-    return WordTokenizer.from_file(path)
+    return WordTokenizer.from_file(path, dummy_prefix=bool(cfg.get("dummy_prefix", False)))
   if kind == "sentencepiece":
     return SentencePieceTokenizer(path)
   return HFTokenizer(

@@ -61,7 +61,10 @@ def size_config(
     train_files=os.path.join(data_dir, "corpus.jsonl"),
     eval_files=os.path.join(data_dir, "eval_corpus.jsonl"),
   )
-  run.data.tokenizer.update(kind="words", path=os.path.join(data_dir, "words.txt"))
+  # A prompt's first word (the subject) must be the token the documents use mid-text.
+  run.data.tokenizer.update(
+    kind="words", path=os.path.join(data_dir, "words.txt"), dummy_prefix=True
+  )
   return run
 
 

@@ -144,6 +144,19 @@ def test_word_tokenizer_edges():
     WordTokenizer(["a", "a"])
 
 
+def test_word_tokenizer_dummy_prefix_gives_a_first_word_its_mid_text_token(tmp_path):
+  plain, prefixed = WordTokenizer(["Oslo", "is"]), WordTokenizer(["Oslo", "is"], dummy_prefix=True)
+  spaced_oslo = plain.encode(" Oslo")
+  assert plain.encode("Oslo is") != spaced_oslo + plain.encode(" is")
+  assert prefixed.encode("Oslo is") == spaced_oslo + plain.encode(" is")
+  assert prefixed.decode(prefixed.encode("Oslo is")) == "Oslo is"
+  assert prefixed.encode("(Oslo") == plain.encode("(Oslo")  # only a leading letter gets a space
+  path = tmp_path / "vocab.txt"
+  path.write_text("Oslo\nis\n")
+  cfg = ml_collections.ConfigDict({"kind": "words", "path": str(path), "dummy_prefix": True})
+  assert build_tokenizer(cfg).encode("Oslo") == spaced_oslo
+
+
 class _FakeProcessor:
   """Stands in for sentencepiece.SentencePieceProcessor with chosen special ids."""
 
