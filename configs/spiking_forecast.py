@@ -11,9 +11,7 @@ from jaxlab.experiments.spiking import base_config
 
 def get_config(arg=None):
   args = parse_arg(arg, pe="gray", seed=0, epochs=30)
-  config = base_config(
-    "forecast", pe=args.pe, surrogate="arctan", surrogate_alpha=2.0, head="flatten"
-  )
+  config = base_config("forecast", pe=args.pe, surrogate="arctan", surrogate_alpha=2.0, head="mean")
   config.seed = args.seed
   config.train.update(epochs=args.epochs, batch_size=32, eval_every=10)
   config.checkpoint.every = 10

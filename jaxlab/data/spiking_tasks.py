@@ -4,6 +4,10 @@
   (near or far), so a model that cannot see positions stays at chance.
 - forecast: sliding windows over a real series shipped inside statsmodels (no download).
 - digits: scikit-learn's 8x8 digits cut into non-overlapping patches on a 2D grid.
+- canvas: the same digits pasted at random offsets onto a larger blank canvas (raw images, for
+  the SPS stem): what identifies a digit is where its pixels lie relative to each other.
+- words: word-order pairs (as written / two adjacent words swapped) from text shipped with
+  Python; one-hot word tokens, and both classes share their token multisets.
 
 Every split holds inputs [N, *grid, F] float32 (tokens on a 1D or 2D grid) and targets:
 int32 labels [N] for classification, float32 [N, horizon] for forecasting.
@@ -16,9 +20,11 @@ import dataclasses
 import ml_collections
 import numpy as np
 
+from jaxlab.data.canvas import paste_at_random_offsets
 from jaxlab.data.digits import load_digits
+from jaxlab.data.word_order import load_word_order
 
-TASKS = ("order", "forecast", "digits")
+TASKS = ("order", "forecast", "digits", "canvas", "words")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +151,12 @@ def task_spec(task: str, data: ml_collections.ConfigDict) -> TaskSpec:
       raise ValueError(f"data.patch_size={data.patch_size} does not divide the 8x8 digits")
     side = 8 // data.patch_size
     return TaskSpec((side, side, data.patch_size**2), 10, True)
+  if task == "canvas":
+    if data.canvas < 8:
+      raise ValueError(f"data.canvas={data.canvas} is smaller than the 8x8 digits")
+    return TaskSpec((data.canvas, data.canvas, 1), 10, True)
+  if task == "words":
+    return TaskSpec((data.length, data.vocab_size + 1), 2, True)
   raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
 
 
@@ -164,4 +176,18 @@ def load_task(task: str, data: ml_collections.ConfigDict) -> tuple[Split, Split]
       Split(patchify(train.images, data.patch_size), train.labels),
       Split(patchify(test.images, data.patch_size), test.labels),
     )
+  if task == "canvas":
+    train, test = load_digits(data.test_fraction, data.seed)
+
+    def paste(split, copies, seed):
+      canvases, labels, _ = paste_at_random_offsets(
+        split.images, split.labels, data.canvas, copies, seed
+      )
+      return Split(canvases, labels)
+
+    return paste(train, data.train_copies, data.seed), paste(test, data.test_copies, data.seed + 1)
+  if task == "words":
+    train, test = load_word_order(data.length, data.vocab_size, data.test_fraction, data.seed)
+    one_hot = np.eye(data.vocab_size + 1, dtype=np.float32)
+    return Split(one_hot[train.tokens], train.labels), Split(one_hot[test.tokens], test.labels)
   raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")

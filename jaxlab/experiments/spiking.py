@@ -1,12 +1,14 @@
 """Experiment `spiking`: Spikformer with relative positional encodings (docs/spiking_rpe.md).
 
 `config.task` picks the data and the metric: order (accuracy on a generated relative-distance
-task), forecast (R^2 and RSE on a real series), digits (accuracy on 8x8 image patches);
-`config.model.pe` the positional encoding. The trainer runs whole epochs over in-memory data,
-data parallel on the mesh, evaluates on the test split every `train.eval_every` epochs and at the
-end, checkpoints every `checkpoint.every` epochs (and on SIGTERM) and resumes from the latest
-checkpoint in the workdir. BatchNorm uses batch statistics in training (over the global batch,
-whatever the mesh) and its running averages at evaluation.
+task), forecast (R^2 and RSE on a real series), digits (accuracy on 8x8 image patches), canvas
+(accuracy on digits at random offsets of a 16x16 canvas, through the SPS stem), words (accuracy
+on word-order pairs); `config.model.pe` the positional encoding. Classification runs also report
+`test_permutation_p`, a label-permutation test of the final test accuracy. The trainer runs
+whole epochs over in-memory data, data parallel on the mesh, evaluates on the test split every
+`train.eval_every` epochs and at the end, checkpoints every `checkpoint.every` epochs (and on
+SIGTERM) and resumes from the latest checkpoint in the workdir. BatchNorm uses batch statistics
+in training (over the global batch, whatever the mesh) and its running averages at evaluation.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from jaxlab import fileio
 from jaxlab.config import ConfigError, check_known_keys, section_defaults, settings_from_section
 from jaxlab.data.source import padded_batches
 from jaxlab.data.spiking_tasks import SERIES, TASKS, Split, TaskSpec, load_task, task_spec
+from jaxlab.eval.stats import permutation_p_value
 from jaxlab.models.spiking import Spikformer, SpikformerConfig
 from jaxlab.objectives.supervised import Classification, Predict, Regression
 from jaxlab.parallel.mesh import default_mesh_config, mesh_context
@@ -43,6 +46,8 @@ DATA_DEFAULTS = {
   "order": dict(length=32, num_symbols=1, near=2, far=8, num_train=2000, num_test=1000, seed=0),
   "forecast": dict(series="elnino", window=32, horizon=3, test_fraction=0.2),
   "digits": dict(patch_size=2, test_fraction=0.2, seed=0),
+  "canvas": dict(canvas=16, train_copies=2, test_copies=8, test_fraction=0.2, seed=0),
+  "words": dict(length=8, vocab_size=63, test_fraction=0.2, seed=0),
 }
 
 
@@ -174,25 +179,47 @@ def headline_metric(spec: TaskSpec) -> str:
   return "test_accuracy" if spec.is_classification else "test_r2"
 
 
-def forecast_evaluator(trainer: Trainer, predict: Predict, test: Split, batch_size: int):
-  """A hook computing test R^2, RSE and MSE from the model's forecasts of the whole test split."""
+def test_outputs(trainer: Trainer, predict: Predict, test: Split, batch_size: int):
+  """A function of the train state giving the model's outputs on the whole test split."""
   apply = jax.jit(
     lambda state, x: predict(state.params, state.model_state, x, False)[0],
     in_shardings=(trainer.state_sharding, trainer.batch_sharding),
   )
 
-  def evaluate(state, step):
-    del step
-    outputs = []
+  def outputs(state) -> np.ndarray:
+    chunks = []
     with mesh_context(trainer.mesh, trainer.rules):
       for batch in padded_batches(
         {"inputs": test.inputs}, batch_size, jax.process_index(), jax.process_count()
       ):
         inputs = jax.make_array_from_process_local_data(trainer.batch_sharding, batch["inputs"])
-        outputs.append(
+        chunks.append(
           np.asarray(multihost_utils.process_allgather(apply(state, inputs), tiled=True))
         )
-    predictions = np.concatenate(outputs)[: len(test)]
+    return np.concatenate(chunks)[: len(test)]
+
+  return outputs
+
+
+def permutation_evaluator(trainer: Trainer, predict: Predict, test: Split, batch_size: int):
+  """A hook giving `test_permutation_p`: is the test accuracy above what the same predictions
+  reach against randomly permuted labels (jaxlab.eval.stats.permutation_p_value)?"""
+  outputs = test_outputs(trainer, predict, test, batch_size)
+
+  def evaluate(state, step):
+    del step
+    return {"test_permutation_p": permutation_p_value(outputs(state).argmax(-1), test.targets)}
+
+  return evaluate
+
+
+def forecast_evaluator(trainer: Trainer, predict: Predict, test: Split, batch_size: int):
+  """A hook computing test R^2, RSE and MSE from the model's forecasts of the whole test split."""
+  outputs = test_outputs(trainer, predict, test, batch_size)
+
+  def evaluate(state, step):
+    del step
+    predictions = outputs(state)
     return {
       "test_r2": r_squared(test.targets, predictions),
       "test_rse": root_relative_squared_error(test.targets, predictions),
@@ -251,19 +278,22 @@ def _trainer(
     summary_fields={
       "task": settings.task,
       "pe": settings.model.pe,
+      "stem": settings.model.stem,
       "attention": settings.model.attention_kind,
       "seed": settings.seed,
       "metric": headline_metric(spec),
+      "test_size": len(test) if test is not None else None,
     },
   )
-  if test is not None and not spec.is_classification:
+  if test is not None:
     shards = trainer.mesh.shape["data"] * trainer.mesh.shape["fsdp"]
-    trainer.add_hook(
-      forecast_evaluator(
-        trainer, predict, test, shards * -(-settings.train.eval_batch_size // shards)
-      ),
-      every=trainer.settings.eval_every,
-    )
+    batch_size = shards * -(-settings.train.eval_batch_size // shards)
+    if spec.is_classification:  # only at the end: the p-value of the reported accuracy
+      trainer.add_hook(permutation_evaluator(trainer, predict, test, batch_size), every=0)
+    else:
+      trainer.add_hook(
+        forecast_evaluator(trainer, predict, test, batch_size), every=trainer.settings.eval_every
+      )
   return trainer
 
 

@@ -3,14 +3,18 @@
 Activations are [T, B, L, D] (time steps first). Every Linear (and the conv-PE convolution) is
 followed by BatchNorm over all axes but the features (batch statistics while training, running
 averages at evaluation, kept in the `batch_stats` collection) and a multi-step LIF neuron.
-Inputs are tokens [B, *grid, F] on a 1D (sequence) or 2D (image patches) grid; they are fed
-identically at every time step (direct encoding). Heads average over time, then over tokens
-(`head='mean'`, Spikformer's classifier) or flatten the tokens (`head='flatten'`, the usual
-forecasting head, which knows which token is the most recent).
+Inputs are tokens [B, *grid, F] on a 1D (sequence) or 2D (image patches) grid, embedded
+token-wise by Linear-BN-LIF (`stem='linear'`), or raw images [B, H, W, C] that Spikformer's
+spiking patch-splitting stem turns into an (H/4, W/4) token grid (`stem='sps'`,
+jaxlab.models.spiking_stem); either is fed identically at every time step (direct encoding).
+Heads average over time, then over tokens (`head='mean'`, Spikformer's classifier) or flatten
+the tokens (`head='flatten'`, the usual forecasting head, which knows which token is the most
+recent).
 
-Positional encodings (`pe`): none; conv (Spikformer's convolutional branch in the embedding);
-gray / gray2d (Gray codes of the raster index, or of row and column, appended to every head's
-queries and keys); log (the Toeplitz Log-PE bias added to the XNOR scores).
+Positional encodings (`pe`): none; conv (Spikformer's convolutional branch on the embedded token
+grid); gray / gray2d (Gray codes of the raster index, or of row and column, appended to every
+head's queries and keys); conv_gray2d (both conv and gray2d, the paper's best image model);
+log (the Toeplitz Log-PE bias added to the XNOR scores).
 
 Kernels: `neuron_impl='pallas'` runs every LIF layer as the fused multi-step Pallas kernel
 (`jaxlab.kernels.lif`), `attention_impl='pallas'` the XNOR attention (Gray codes included) as the
@@ -39,13 +43,18 @@ from jaxlab.models.positional import (
   min_gray_bits,
 )
 from jaxlab.models.spiking_attention import dot_product_attention
+from jaxlab.models.spiking_stem import SPS_DOWNSAMPLE, SpikingPatchSplitting, sps_token_grid
 
-POSITIONAL_ENCODINGS = ("none", "conv", "gray", "gray2d", "log")
+POSITIONAL_ENCODINGS = ("none", "conv", "gray", "gray2d", "conv_gray2d", "log")
+STEMS = ("linear", "sps")
 ATTENTIONS = ("auto", "vanilla", "xnor")
 HEADS = ("mean", "flatten")
 IMPLS = ("xla", "pallas")
 # The paper's pairing: the relative encodings need XNOR attention, the baselines use vanilla SSA.
-XNOR_ENCODINGS = ("gray", "gray2d", "log")
+XNOR_ENCODINGS = ("gray", "gray2d", "conv_gray2d", "log")
+CONV_ENCODINGS = ("conv", "conv_gray2d")
+GRAY_ENCODINGS = ("gray", "gray2d", "conv_gray2d")
+GRAY_2D_ENCODINGS = ("gray2d", "conv_gray2d")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +76,7 @@ class SpikformerConfig:
   surrogate: str = "arctan"
   surrogate_alpha: float = 2.0
   pe: str = "none"
+  stem: str = "linear"
   attention: str = "auto"
   gray_bits: int = 0
   qk_scale: float = 0.125
@@ -94,13 +104,22 @@ class SpikformerConfig:
 
     return settings_from_section(cls, model_cfg, "model")
 
+  def token_grid(self, input_grid: tuple[int, ...]) -> tuple[int, ...]:
+    """The grid of tokens the Transformer sees for inputs on `input_grid` (after the stem)."""
+    return sps_token_grid(input_grid) if self.stem == "sps" else tuple(input_grid)
+
   def validate(self, grid: tuple[int, ...] | None = None) -> None:
     """Raises ValueError (one line) for unknown options or shapes that do not fit; with the
-    token grid it also checks that the Gray codes have enough bits and gray2d has a 2D grid."""
+    input grid it also checks the stem's image size, that the Gray codes have enough bits and
+    that gray2d has a 2D token grid."""
     if self.pe not in POSITIONAL_ENCODINGS:
       raise ValueError(
         f"unknown model.pe {self.pe!r}; choose from {', '.join(POSITIONAL_ENCODINGS)}"
       )
+    if self.stem not in STEMS:
+      raise ValueError(f"unknown model.stem {self.stem!r}; choose from {', '.join(STEMS)}")
+    if self.stem == "sps" and self.d_model % 4:
+      raise ValueError(f"model.stem='sps' needs model.d_model divisible by 4, got {self.d_model}")
     if self.attention not in ATTENTIONS:
       raise ValueError(
         f"unknown model.attention {self.attention!r}; choose from {', '.join(ATTENTIONS)}"
@@ -125,10 +144,16 @@ class SpikformerConfig:
     if min(self.d_model, self.n_layers, self.n_heads, self.mlp_ratio, self.time_steps) < 1:
       raise ValueError("model sizes and time_steps must be positive")
     if grid is not None:
-      if self.pe == "gray2d" and len(grid) != 2:
-        raise ValueError(f"model.pe='gray2d' needs a 2D token grid, this task has {tuple(grid)}")
-      needed = gray_bits_needed(grid, self.pe == "gray2d")
-      if self.pe in ("gray", "gray2d") and 0 < self.gray_bits < needed:
+      if self.stem == "sps" and (len(grid) != 2 or any(side % SPS_DOWNSAMPLE for side in grid)):
+        raise ValueError(
+          f"model.stem='sps' needs images whose sides are multiples of {SPS_DOWNSAMPLE}, "
+          f"this task has {tuple(grid)}"
+        )
+      grid = self.token_grid(grid)
+      if self.pe in GRAY_2D_ENCODINGS and len(grid) != 2:
+        raise ValueError(f"model.pe={self.pe!r} needs a 2D token grid, this task has {tuple(grid)}")
+      needed = gray_bits_needed(grid, self.pe in GRAY_2D_ENCODINGS)
+      if self.pe in GRAY_ENCODINGS and 0 < self.gray_bits < needed:
         raise ValueError(
           f"model.gray_bits={self.gray_bits} cannot code {needed}-bit positions "
           f"of the token grid {tuple(grid)}"
@@ -144,8 +169,8 @@ def positional_terms(
   cfg: SpikformerConfig, grid: tuple[int, ...]
 ) -> tuple[jax.Array | None, jax.Array | None]:
   """(Gray codes [L, bits] to append to Q and K, Log-PE bias [L, L]); None where unused."""
-  if cfg.pe in ("gray", "gray2d"):
-    two_d = cfg.pe == "gray2d"
+  if cfg.pe in GRAY_ENCODINGS:
+    two_d = cfg.pe in GRAY_2D_ENCODINGS
     bits = cfg.gray_bits or gray_bits_needed(grid, two_d)
     return gray_position_codes(grid_coordinates(grid, two_d), bits), None
   if cfg.pe == "log":
@@ -173,20 +198,28 @@ class SpikingDense(nn.Module):
 
 
 class SpikingEmbedding(nn.Module):
-  """Tokens [B, *grid, F] -> spikes [T, B, L, D]: Linear -> BN -> LIF of the input repeated over
-  T steps; with pe='conv' plus Spikformer's branch LIF(BN(Conv3(x))) added to the spikes."""
+  """Tokens [B, *grid, F] -> spikes [T, B, L, D]: the stem (token-wise Linear -> BN -> LIF of the
+  input repeated over T steps, or SPS on an image); with pe='conv' or 'conv_gray2d' plus
+  Spikformer's branch LIF(BN(Conv3(x))) on the token grid added to the spikes."""
 
   cfg: SpikformerConfig
 
   @nn.compact
   def __call__(self, tokens: jax.Array, train: bool) -> jax.Array:
     cfg = self.cfg
-    batch, grid = tokens.shape[0], tokens.shape[1:-1]
-    current = nn.Dense(cfg.d_model, use_bias=False)(tokens)
-    # The input is the same at every step, so the normalized current is computed once.
-    current = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum)(current)
-    x = lif(cfg, jnp.broadcast_to(current, (cfg.time_steps,) + current.shape))
-    if cfg.pe == "conv":
+    batch = tokens.shape[0]
+    if cfg.stem == "sps":
+      neuron = lambda y: lif(cfg, y)
+      x = SpikingPatchSplitting(cfg.d_model, cfg.time_steps, cfg.bn_momentum, neuron, name="sps")(
+        tokens, train
+      )
+    else:
+      current = nn.Dense(cfg.d_model, use_bias=False)(tokens)
+      # The input is the same at every step, so the normalized current is computed once.
+      current = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum)(current)
+      x = lif(cfg, jnp.broadcast_to(current, (cfg.time_steps,) + current.shape))
+    grid = x.shape[2:-1]
+    if cfg.pe in CONV_ENCODINGS:
       flat = x.reshape((cfg.time_steps * batch,) + x.shape[2:])
       conv = nn.Conv(cfg.d_model, (3,) * len(grid), padding="SAME", use_bias=False)(flat)
       conv = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum)(conv)
@@ -252,7 +285,7 @@ class Spikformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: jax.Array, train: bool = False) -> jax.Array:
-    codes, bias = positional_terms(self.cfg, tokens.shape[1:-1])
+    codes, bias = positional_terms(self.cfg, self.cfg.token_grid(tokens.shape[1:-1]))
     x = SpikingEmbedding(self.cfg, name="embedding")(tokens, train)
     for i in range(self.cfg.n_layers):
       x = SpikformerBlock(self.cfg, name=f"block_{i}")(x, codes, bias, train)

@@ -28,6 +28,8 @@ TINY_DATA = {
   },
   "forecast": {"data.window": 16, "data.horizon": 1},
   "digits": {},
+  "canvas": {"data.train_copies": 2, "data.test_copies": 2},
+  "words": {},
 }
 
 
@@ -143,6 +145,45 @@ def test_metrics_agree_with_scikit_learn():
   assert spiking.root_relative_squared_error(targets, predictions) == pytest.approx(expected_rse)
 
 
+# Smoke-sized runs of the new tasks on one device: a one-layer 16-wide model over 2 time steps
+# with a higher learning rate (each run about 20 s on one CPU core, mostly compiling).
+SMOKE = {"model.time_steps": 2, "optimizer.lr": 5e-3, "train.batch_size": 64}
+
+
+def _smoke_run(name, arg, workdir, **overrides):
+  config = _config(name, arg, **{**SMOKE, **overrides})
+  return spiking.run(config, str(workdir), devices=jax.devices()[:1])
+
+
+def test_canvas_encoding_beats_chance_and_passes_the_permutation_test(tmp_path):
+  summary = _smoke_run(
+    "spiking_canvas", "pe=conv,epochs=2", tmp_path, **{"data.canvas": 12, "train.batch_size": 32}
+  )
+  assert (summary["stem"], summary["test_size"]) == ("sps", 718)  # 359 test digits x 2 offsets
+  assert summary["test_accuracy"] > 0.3  # 10 classes: chance is 0.1 (this run: 0.52)
+  assert summary["test_permutation_p"] < 0.05
+
+
+@pytest.mark.parametrize("pe", ["none", "conv"])
+def test_word_order_is_chance_without_positions_and_learnable_with_them(tmp_path, pe):
+  summary = _smoke_run("spiking_words", f"pe={pe},epochs=2", tmp_path)
+  assert summary["test_size"] == 3214
+  if pe == "none":
+    # Each window is in the test set as written and swapped; a permutation-invariant model gives
+    # both the same logits, so it is right on exactly one of every pair.
+    assert summary["test_accuracy"] == 0.5 and summary["test_permutation_p"] > 0.05
+  else:
+    assert summary["test_accuracy"] > 0.53  # 3,214 examples: chance's std is 0.009 (run: 0.548)
+    assert summary["test_permutation_p"] < 0.05
+
+
+def test_a_model_that_never_spikes_fails_the_permutation_test(tmp_path):
+  """With an unreachable threshold no LIF fires, the logits are the head's bias whatever the
+  input, and the test accuracy is no better than the same predictions against shuffled labels."""
+  summary = _smoke_run("spiking_words", "pe=conv,epochs=1", tmp_path, **{"model.v_th": 1e9})
+  assert summary["test_permutation_p"] > 0.05
+
+
 @pytest.mark.parametrize(
   "name,arg,overrides,message",
   [
@@ -159,6 +200,12 @@ def test_metrics_agree_with_scikit_learn():
     ),
     ("spiking_digits", "pe=gray", {"data.patch_size": 3}, "does not divide the 8x8 digits"),
     ("spiking_forecast", "pe=log", {"data.series": "nile"}, "unknown data.series 'nile'"),
+    ("spiking_canvas", "pe=conv", {"data.canvas": 18}, "sides are multiples of 4"),
+    ("spiking_canvas", "pe=conv", {"data.canvas": 4}, "smaller than the 8x8 digits"),
+    ("spiking_canvas", "pe=gray2d", {"model.stem": "patch"}, "unknown model.stem 'patch'"),
+    ("spiking_words", "pe=conv_gray2d", {}, "'conv_gray2d' needs a 2D token grid"),
+    ("spiking_words", "pe=none", {"model.stem": "sps"}, "sides are multiples of 4"),
+    ("spiking_words", "pe=gray", {"data.length": 1}, "length >= 2"),
   ],
 )
 def test_bad_configs_fail_validation_in_one_line(name, arg, overrides, message):

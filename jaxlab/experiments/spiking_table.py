@@ -1,0 +1,52 @@
+"""The spiking runs' results table: the headline metric of every (task, pe) as mean +- std over
+seeds, with the seed count, test-set size and mean wall time, from the summary.json files of
+finished runs (one workdir per run).
+
+    python -m jaxlab.experiments.spiking_table WORKDIR [WORKDIR ...]
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from jaxlab import fileio
+from jaxlab.eval.stats import mean_std
+
+PE_ORDER = ("none", "conv", "gray", "gray2d", "conv_gray2d", "log")
+
+
+def results_table(summaries: Sequence[dict[str, Any]]) -> str:
+  """A markdown table, one row per (task, pe) in first-seen task order and PE_ORDER:
+  metric mean +- std, seeds, test size, wall time (training run) mean in seconds."""
+  groups: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+  for summary in summaries:
+    groups[summary["task"], summary["pe"]].append(summary)
+  tasks = list(dict.fromkeys(task for task, _ in groups))
+  lines = [
+    "| task | pe | metric | mean +- std | seeds | test size | wall s |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for task in tasks:
+    for pe in PE_ORDER:
+      runs = groups.get((task, pe))
+      if not runs:
+        continue
+      metric = runs[0]["metric"]
+      mean, std = mean_std([run[metric] for run in runs])
+      wall, _ = mean_std([run["wall_time_s"] for run in runs])
+      lines.append(
+        f"| {task} | {pe} | {metric} | {mean:.3f} +- {std:.3f} | {len(runs)} | "
+        f"{runs[0]['test_size']} | {wall:.0f} |"
+      )
+  return "\n".join(lines)
+
+
+def main(workdirs: Sequence[str]) -> None:
+  print(results_table([fileio.read_json(f"{workdir}/summary.json") for workdir in workdirs]))
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
