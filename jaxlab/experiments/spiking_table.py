@@ -14,13 +14,13 @@ from typing import Any
 
 from jaxlab import fileio
 from jaxlab.eval.stats import mean_std
-
-PE_ORDER = ("none", "conv", "gray", "gray2d", "conv_gray2d", "log")
+from jaxlab.models.spiking import POSITIONAL_ENCODINGS
 
 
 def results_table(summaries: Sequence[dict[str, Any]]) -> str:
-  """A markdown table, one row per (task, pe) in first-seen task order and PE_ORDER:
-  metric mean +- std, seeds, test size, wall time (training run) mean in seconds."""
+  """A markdown table, one row per (task, pe) in first-seen task order and the model's
+  POSITIONAL_ENCODINGS order: metric mean +- std, seeds, test size, wall time (training run)
+  mean in seconds."""
   groups: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
   for summary in summaries:
     groups[summary["task"], summary["pe"]].append(summary)
@@ -30,7 +30,7 @@ def results_table(summaries: Sequence[dict[str, Any]]) -> str:
     "|---|---|---|---|---|---|---|",
   ]
   for task in tasks:
-    for pe in PE_ORDER:
+    for pe in POSITIONAL_ENCODINGS:
       runs = groups.get((task, pe))
       if not runs:
         continue
