@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jaxlab import fileio
+from jaxlab.cli import OneLineParser, fail
 from jaxlab.eval.stats import mean_std
 from jaxlab.models.spiking import POSITIONAL_ENCODINGS
 
@@ -44,8 +45,25 @@ def results_table(summaries: Sequence[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
-def main(workdirs: Sequence[str]) -> None:
-  print(results_table([fileio.read_json(f"{workdir}/summary.json") for workdir in workdirs]))
+def main(argv: Sequence[str] | None = None) -> None:
+  """Prints the table; a workdir without a readable summary.json (an unfinished run, a typo) is
+  a one-line error naming it."""
+  parser = OneLineParser(description=__doc__.splitlines()[0])
+  parser.add_argument("workdirs", nargs="+", help="finished spiking runs' workdirs")
+  args = parser.parse_args(argv)
+  summaries = []
+  for workdir in args.workdirs:
+    path = f"{workdir}/summary.json"
+    if not fileio.isfile(path):
+      fail(f"{path}: no such file (is {workdir} a finished spiking run?)")
+    try:
+      summaries.append(fileio.read_json(path))
+    except ValueError as e:
+      fail(f"{path}: not JSON ({e})")
+  try:
+    print(results_table(summaries))
+  except KeyError as e:
+    fail(f"a summary.json lacks {e}; is every workdir a spiking run?")
 
 
 if __name__ == "__main__":
