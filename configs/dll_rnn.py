@@ -5,22 +5,23 @@ next-character test accuracy on the held-out tail of the text (`test_accuracy` i
 
 Args: a method name and key=value items, e.g. `configs/dll_rnn.py:dll`, `:dll_fa,seed=1`.
 
-Peak learning rates, the Theta sign and Theta's rate were chosen on a 15% validation split of the
-training windows (20 epochs, 3 seeds; next-character accuracy %): bp 58.2 (lr 1e-2; 48.8 at
-3e-3, 41.4 at 3e-2), fa 48.4, dll_fa 48.9 (1e-2). DLL with Theta's rate at the MLP/CNN default
-of lr/10 does worse than frozen Theta: 39.0 with the paper's sign -1, 26.5 with +1 (best lr
-each); at lr/100 it gives 46.7 (-1) and 50.3 (+1), at lr/1000 48.7 (+1). A likely cause: under Adam,
-Theta moves by about its rate every step however small its update signal, while the reference
-RNN code uses plain SGD, where Theta's steps shrink with the errors.
-fa_ref (plain SGD, 1 seed) from {3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1, 3}: 2.5, 2.5, 3.0,
-15.7, 16.2, 22.6, 32.0, 14.3, 10.5; at 0.3, rule.feedback_scale 0.3 and 3 give 26.8 and 23.2.
+Equal tuning budget (docs/dll.md): every rule got 9 settings on a 15% validation split of the
+training windows (20 epochs, seed 0; next-character validation accuracy %), 3 peak rates x 3
+values of its own knob (bp: 3 rates only). Adam rates {3e-3, 1e-2, 3e-2}; fa_ref's plain SGD
+{0.1, 0.3, 1}. The knob is rule.feedback_scale {0.3, 1, 3} for the fixed-feedback rules (fa,
+dll_fa, fa_ref) and Theta's rate as a fraction of lr {0.1, 0.01, 0.001} for dll (Theta sign +1,
+chosen earlier over -1: 50.3 vs 46.7 at lr/100). Best per rule, used below: bp 58.4 (1e-2),
+dll 51.0 (1e-2, lr/100), dll_fa 50.6 (3e-2, scale 0.3), fa 49.0 (3e-2, scale 0.3), fa_ref 32.8
+(SGD 1.0, scale 0.3). Theta at lr/10 collapses DLL to 18-24 at every rate: under Adam, Theta
+moves by about its rate every step however small its update signal.
 """
 
 import ml_collections
 
 from jaxlab.experiments.dll import base_config, parse_method_arg, text_data_config
 
-LEARNING_RATES = {"bp": 1e-2, "fa": 1e-2, "dll": 1e-2, "dll_fa": 1e-2, "fa_ref": 0.3}
+LEARNING_RATES = {"bp": 1e-2, "fa": 3e-2, "dll": 1e-2, "dll_fa": 3e-2, "fa_ref": 1.0}
+FEEDBACK_SCALES = {"fa": 0.3, "dll_fa": 0.3, "fa_ref": 0.3}
 THETA_SIGN = 1.0
 THETA_LR_RATIO = 0.01
 
@@ -31,6 +32,7 @@ def get_config(arg=None):
   config.rule.theta_sign = THETA_SIGN
   config.optimizer.theta_lr_ratio = THETA_LR_RATIO
   config.optimizer.lr = LEARNING_RATES[args.method]
+  config.rule.feedback_scale = FEEDBACK_SCALES.get(args.method, 1.0)
   config.train.epochs = args.epochs
   config.data = text_data_config(seq_len=32, max_chars=100_000)
   config.model = ml_collections.ConfigDict(dict(kind="rnn", hidden=128))
