@@ -4,6 +4,9 @@ every rule (bp, fa, fa_ref, dll, dll_fa), to see how the error signal holds up t
 Args: a method name and key=value items, e.g. `configs/dll_deep_mlp.py:dll`,
 `configs/dll_deep_mlp.py:fa_ref,seed=1,split=2`. `split` picks one of the stratified train/test
 splits of digits (data.split_seed; 80/20 per class), `seed` the initialization and batch order.
+`data=mnist|fashion_mnist` trains the same 64-wide stack on 28x28 images from data.idx_dir (the
+IDX files those sets ship as), data.npz_path or a prepared tfds copy, on their fixed train/test
+split (`split` is then unused), with the digits rates below.
 
 Peak learning rates (Adam, linear decay to 0; plain SGD for fa_ref) were chosen on a 15%
 validation split of the split-0 train set, 50 epochs, 1 seed (validation accuracy %):
@@ -23,11 +26,11 @@ WIDTH = 64
 
 
 def get_config(arg=None):
-  args = parse_method_arg(arg, seed=0, split=0, epochs=50)
+  args = parse_method_arg(arg, seed=0, split=0, epochs=50, data="digits")
   config = base_config(args.method, args.seed)
   config.optimizer.lr = LEARNING_RATES[args.method]
   config.train.epochs = args.epochs
-  config.data = image_data_config("digits")
+  config.data = image_data_config(args.data)
   config.data.split_seed = args.split
   config.model = ml_collections.ConfigDict(dict(kind="mlp", hidden=(WIDTH,) * DEPTH))
   return config

@@ -4,8 +4,8 @@ FA), DLL (dll) and frozen-Theta DLL (dll_fa) baselines.
 
 Args: a method name and key=value items, e.g. `configs/dll_mlp.py:dll_fa`,
 `configs/dll_mlp.py:bp,seed=2`, `configs/dll_mlp.py:dll,form=outer`, `:data=mnist`.
-With data other than digits (mnist, fashion_mnist, cifar10: data.npz_path or a prepared tfds
-copy) the net is the paper's 1024-512-256 MLP with batch 128.
+With data other than digits (mnist, fashion_mnist, cifar10: data.npz_path, data.idx_dir or a
+prepared tfds copy) the net is the paper's 1024-512-256 MLP with batch 128.
 
 Peak learning rates (Adam, linear decay to 0; Theta's is a tenth) were chosen per method on a
 15% validation split of the digits train set, 50 epochs, 3 seeds, from {1e-4, 3e-4, 1e-3, 3e-3,

@@ -1,7 +1,8 @@
 """Image classification data for the DLL study: digits by default, MNIST/Fashion-MNIST/CIFAR-10
 when the user has them. Nothing is ever downloaded.
 
-Sources, in order: `data.npz_path` (an .npz with x_train, y_train, x_test, y_test), else an
+Sources, in order: `data.npz_path` (an .npz with x_train, y_train, x_test, y_test), else
+`data.idx_dir` (a directory with the four IDX files MNIST and Fashion-MNIST ship as), else an
 already prepared tensorflow-datasets copy (`download=False`, under `data.tfds_data_dir` or tfds'
 default). What is missing is reported in one line, before a run writes anything.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from jaxlab import fileio
 from jaxlab.data.digits import ImageSplit, load_digits
+from jaxlab.data.idx import IDX_FILES, IdxFormatError, idx_file, load_idx_dir
 
 IMAGE_SHAPES = {
   "digits": (8, 8, 1),
@@ -39,6 +41,12 @@ def check_available(data_cfg: ml_collections.ConfigDict) -> None:
     )
   if data_cfg.npz_path:
     _check_npz(data_cfg.npz_path)
+  elif data_cfg.get("idx_dir"):
+    try:
+      for split, part in IDX_FILES:
+        idx_file(data_cfg.idx_dir, split, part)
+    except IdxFormatError as e:
+      raise DataUnavailableError(str(e)) from None
   elif name != "digits":
     _tfds_builder(name, data_cfg.tfds_data_dir)
 
@@ -49,6 +57,11 @@ def load_images(data_cfg: ml_collections.ConfigDict) -> tuple[ImageSplit, ImageS
   if data_cfg.npz_path:
     with fileio.open_file(data_cfg.npz_path, "rb") as f, np.load(f) as arrays:
       splits = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+  elif data_cfg.get("idx_dir"):
+    try:
+      splits = load_idx_dir(data_cfg.idx_dir)
+    except IdxFormatError as e:
+      raise DataUnavailableError(str(e)) from None
   elif data_cfg.name == "digits":
     return load_digits(test_fraction=data_cfg.test_fraction, seed=data_cfg.split_seed)
   else:

@@ -139,11 +139,13 @@ class DLLSettings:
 
 
 def image_data_config(name: str = "digits") -> ml_collections.ConfigDict:
-  """Image data: digits split by (test_fraction, split_seed); other sets from npz_path or tfds."""
+  """Image data: digits split by (test_fraction, split_seed); other sets from npz_path, idx_dir
+  or tfds."""
   return ml_collections.ConfigDict(
     dict(
       name=name,
       npz_path="",
+      idx_dir="",
       tfds_data_dir="",
       test_fraction=0.2,
       validation_fraction=0.0,

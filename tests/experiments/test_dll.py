@@ -299,3 +299,27 @@ def test_launch_end_to_end(tmp_path):
   assert summary["method"] == "dll" and summary["epochs"] == 2
   assert 0.6 < summary["test_accuracy"] <= 1.0
   assert "cos_grad_bp/layer0" in summary and (workdir / "alignment.png").is_file()
+
+
+def test_deep_mlp_config_reads_fashion_mnist_from_its_idx_files(tmp_path):
+  """`data=fashion_mnist` with data.idx_dir: 28x28 images through the same 64-wide stack."""
+  import gzip
+  import struct
+
+  from jaxlab.data.idx import IDX_FILES
+
+  rng = np.random.RandomState(0)
+  sizes = {"train": 256, "test": 40}
+  for (split, part), name in IDX_FILES.items():
+    shape = (sizes[split], 28, 28) if part == "images" else (sizes[split],)
+    array = rng.randint(0, 256 if part == "images" else 10, shape).astype(np.uint8)
+    header = bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+    (tmp_path / f"{name}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+  config = _config(
+    "configs/dll_deep_mlp.py:dll,data=fashion_mnist",
+    **{"data.idx_dir": str(tmp_path), "train.epochs": 1},
+  )
+  summary = dll.run(config, str(tmp_path / "run"))
+  assert summary["data"] == "fashion_mnist" and summary["steps_per_epoch"] == 256 // 64
+  # Every layer holds W and a Theta of W's shape: 784-64, six 64-64, 64-10.
+  assert summary["params"] == 2 * (784 * 64 + 6 * 64 * 64 + 64 * 10)
