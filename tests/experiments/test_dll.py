@@ -301,6 +301,16 @@ def test_launch_end_to_end(tmp_path):
   assert "cos_grad_bp/layer0" in summary and (workdir / "alignment.png").is_file()
 
 
+def test_deep_mlp_config_picks_rates_and_epochs_per_data_set():
+  digits = load_config(os.path.join(REPO, "configs/dll_deep_mlp.py:dll"))
+  fashion = load_config(os.path.join(REPO, "configs/dll_deep_mlp.py:dll,data=fashion_mnist"))
+  assert (digits.optimizer.lr, digits.train.epochs) == (3e-3, 50)
+  assert (fashion.optimizer.lr, fashion.train.epochs) == (3e-4, 10)
+  assert load_config(os.path.join(REPO, "configs/dll_deep_mlp.py:bp,epochs=3")).train.epochs == 3
+  with pytest.raises(ConfigError, match=r"^data='cifar10': choose one of digits, mnist, fashion"):
+    load_config(os.path.join(REPO, "configs/dll_deep_mlp.py:bp,data=cifar10"))
+
+
 def test_deep_mlp_config_reads_fashion_mnist_from_its_idx_files(tmp_path):
   """`data=fashion_mnist` with data.idx_dir: 28x28 images through the same 64-wide stack."""
   import gzip
