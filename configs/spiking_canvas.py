@@ -12,7 +12,7 @@ from jaxlab.experiments.spiking import base_config
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, pe="conv_gray2d", seed=0, epochs=5)
+  args = parse_arg(arg, pe="conv_gray2d", seed=0, epochs=10)
   config = base_config("canvas", pe=args.pe, stem="sps", surrogate="sigmoid", surrogate_alpha=4.0)
   config.seed = args.seed
   config.train.update(epochs=args.epochs, batch_size=64)
