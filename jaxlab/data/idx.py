@@ -60,22 +60,28 @@ def read_idx(path: str) -> np.ndarray:
   return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def idx_file(directory: str, split: str, part: str) -> str:
-  """The path of one of the four files in `directory`, gzipped or not (gzipped preferred)."""
-  name = IDX_FILES[split, part]
-  for candidate in (f"{name}.gz", name):
-    path = os.path.join(directory, candidate)
-    if fileio.isfile(path):
-      return path
-  raise IdxFormatError(f"data.idx_dir {directory} has no {name}[.gz]")
+def idx_paths(directory: str) -> dict[tuple[str, str], str]:
+  """The paths of the four files in `directory` by (split, part), gzipped or not (gzipped
+  preferred); raises IdxFormatError naming the first one missing."""
+  paths = {}
+  for key, name in IDX_FILES.items():
+    found = [
+      path
+      for path in (os.path.join(directory, f"{name}.gz"), os.path.join(directory, name))
+      if fileio.isfile(path)
+    ]
+    if not found:
+      raise IdxFormatError(f"data.idx_dir {directory} has no {name}[.gz]")
+    paths[key] = found[0]
+  return paths
 
 
 def load_idx_dir(directory: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
   """((train images, train labels), (test images, test labels)) from an MNIST-layout directory."""
+  paths = idx_paths(directory)
   splits = []
   for split in ("train", "test"):
-    images = read_idx(idx_file(directory, split, "images"))
-    labels = read_idx(idx_file(directory, split, "labels"))
+    images, labels = read_idx(paths[split, "images"]), read_idx(paths[split, "labels"])
     if len(images) != len(labels):
       raise IdxFormatError(
         f"data.idx_dir {directory}: {len(images)} {split} images but {len(labels)} labels"

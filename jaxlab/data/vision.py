@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxlab import fileio
 from jaxlab.data.digits import ImageSplit, load_digits
-from jaxlab.data.idx import IDX_FILES, IdxFormatError, idx_file, load_idx_dir
+from jaxlab.data.idx import IdxFormatError, idx_paths, load_idx_dir
 
 IMAGE_SHAPES = {
   "digits": (8, 8, 1),
@@ -43,8 +43,7 @@ def check_available(data_cfg: ml_collections.ConfigDict) -> None:
     _check_npz(data_cfg.npz_path)
   elif data_cfg.get("idx_dir"):
     try:
-      for split, part in IDX_FILES:
-        idx_file(data_cfg.idx_dir, split, part)
+      idx_paths(data_cfg.idx_dir)
     except IdxFormatError as e:
       raise DataUnavailableError(str(e)) from None
   elif name != "digits":
