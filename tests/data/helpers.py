@@ -1,10 +1,13 @@
-"""Small corpora and batch decoding shared by the data tests."""
+"""Small corpora, batch decoding and IDX files shared by the data tests."""
 
+import gzip
 import json
+import struct
 
 import ml_collections
 import numpy as np
 
+from jaxlab.data.idx import IDX_FILES
 from jaxlab.data.pipeline import default_data_config
 from jaxlab.data.synthetic_text import MarkovTextGenerator
 from jaxlab.data.tokenizers import ByteTokenizer
@@ -59,3 +62,30 @@ def assert_batches_equal(left, right):
     for name in a:
       np.testing.assert_array_equal(a[name], b[name], err_msg=name)
       assert a[name].dtype == b[name].dtype
+
+
+def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
+  """The IDX encoding written out by hand from the format's definition, independent of the
+  reader: magic (0, 0, type code, ndim), big-endian uint32 dimensions, big-endian values."""
+  header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+  return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path, array, code: int = 0x08) -> str:
+  """`array` as an IDX file at `path`, gzipped when the name ends in .gz."""
+  raw = idx_bytes(array, code)
+  path.write_bytes(gzip.compress(raw) if str(path).endswith(".gz") else raw)
+  return str(path)
+
+
+def write_mnist_dir(directory, train: int = 6, test: int = 4, compress: bool = True) -> dict:
+  """Random 28x28 uint8 images and labels 0-9 as the four MNIST-layout IDX files in
+  `directory`; returns the arrays by (split, part)."""
+  rng = np.random.RandomState(0)
+  sizes = {"train": train, "test": test}
+  arrays = {}
+  for (split, part), name in IDX_FILES.items():
+    shape = (sizes[split], 28, 28) if part == "images" else (sizes[split],)
+    arrays[split, part] = rng.randint(0, 256 if part == "images" else 10, shape).astype(np.uint8)
+    write_idx(directory / (name + (".gz" if compress else "")), arrays[split, part])
+  return arrays

@@ -1,28 +1,12 @@
 """IDX files (MNIST's format): exact round trips for every type code, gzipped or not, the
 four-file directory layout through the vision loader, and one-line errors for bad files."""
 
-import gzip
-import struct
-
 import ml_collections
 import numpy as np
 import pytest
 
 from jaxlab.data import idx, vision
-
-
-def _idx_bytes(array: np.ndarray, code: int) -> bytes:
-  """The IDX encoding written out by hand from the format's definition, independent of the
-  reader: magic (0, 0, type code, ndim), big-endian uint32 dimensions, big-endian values."""
-  header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-  return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def _write(path, array, code=0x08, compress=None):
-  raw = _idx_bytes(array, code)
-  compress = str(path).endswith(".gz") if compress is None else compress
-  path.write_bytes(gzip.compress(raw) if compress else raw)
-  return str(path)
+from tests.data.helpers import idx_bytes, write_idx, write_mnist_dir
 
 
 @pytest.mark.parametrize(
@@ -45,28 +29,14 @@ def test_every_type_code_round_trips(tmp_path, code, dtype, name):
     array.flat[:2] = [info.min, info.max]
   else:
     array = rng.randn(3, 4, 5).astype(dtype) * 1e3
-  read = idx.read_idx(_write(tmp_path / name, array, code))
+  read = idx.read_idx(write_idx(tmp_path / name, array, code))
   assert read.dtype == np.dtype(dtype) and read.shape == (3, 4, 5)
   np.testing.assert_array_equal(read, array)
 
 
-def _mnist_dir(tmp_path, train=6, test=4, compress=True):
-  rng = np.random.RandomState(0)
-  arrays = {
-    ("train", "images"): rng.randint(0, 256, (train, 28, 28)).astype(np.uint8),
-    ("train", "labels"): rng.randint(0, 10, train).astype(np.uint8),
-    ("test", "images"): rng.randint(0, 256, (test, 28, 28)).astype(np.uint8),
-    ("test", "labels"): rng.randint(0, 10, test).astype(np.uint8),
-  }
-  for key, array in arrays.items():
-    name = idx.IDX_FILES[key] + (".gz" if compress else "")
-    _write(tmp_path / name, array)
-  return arrays
-
-
 @pytest.mark.parametrize("compress", [True, False])
 def test_vision_reads_an_mnist_layout_directory(tmp_path, compress):
-  arrays = _mnist_dir(tmp_path, compress=compress)
+  arrays = write_mnist_dir(tmp_path, compress=compress)
   cfg = ml_collections.ConfigDict(
     dict(name="fashion_mnist", npz_path="", idx_dir=str(tmp_path), tfds_data_dir="")
   )
@@ -80,7 +50,7 @@ def test_vision_reads_an_mnist_layout_directory(tmp_path, compress):
 
 
 def test_a_missing_file_is_named_before_anything_is_read(tmp_path):
-  _mnist_dir(tmp_path)
+  write_mnist_dir(tmp_path)
   (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
   cfg = ml_collections.ConfigDict(
     dict(name="mnist", npz_path="", idx_dir=str(tmp_path), tfds_data_dir="")
@@ -95,7 +65,7 @@ def test_a_missing_file_is_named_before_anything_is_read(tmp_path):
     ("x", b"\x01\x00\x08\x01\x00\x00\x00\x01\x07", "bad magic number"),
     ("x", b"\x00\x00\x07\x01\x00\x00\x00\x01\x07", "bad magic number"),
     ("x", b"\x00\x00\x08\x02\x00\x00", "header cut short"),
-    ("x", _idx_bytes(np.arange(6, dtype=np.uint8), 0x08)[:-1], r"needs 6 bytes of data, found 5"),
+    ("x", idx_bytes(np.arange(6, dtype=np.uint8), 0x08)[:-1], r"needs 6 bytes of data, found 5"),
     ("x.gz", b"not gzip at all", "not a readable gzip file"),
   ],
 )
@@ -108,7 +78,7 @@ def test_bad_files_fail_in_one_line(tmp_path, name, content, message):
 
 
 def test_image_and_label_counts_must_agree(tmp_path):
-  _mnist_dir(tmp_path)
-  _write(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
+  write_mnist_dir(tmp_path)
+  write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
   with pytest.raises(idx.IdxFormatError, match="6 train images but 5 labels"):
     idx.load_idx_dir(str(tmp_path))

@@ -18,6 +18,7 @@ from jaxlab.data import char_tasks, vision
 from jaxlab.experiments import dll
 from jaxlab.models.dll import LearningRule
 from jaxlab.models.dll_nets import mlp
+from tests.data.helpers import write_mnist_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = (
@@ -313,18 +314,7 @@ def test_deep_mlp_config_picks_rates_and_epochs_per_data_set():
 
 def test_deep_mlp_config_reads_fashion_mnist_from_its_idx_files(tmp_path):
   """`data=fashion_mnist` with data.idx_dir: 28x28 images through the same 64-wide stack."""
-  import gzip
-  import struct
-
-  from jaxlab.data.idx import IDX_FILES
-
-  rng = np.random.RandomState(0)
-  sizes = {"train": 256, "test": 40}
-  for (split, part), name in IDX_FILES.items():
-    shape = (sizes[split], 28, 28) if part == "images" else (sizes[split],)
-    array = rng.randint(0, 256 if part == "images" else 10, shape).astype(np.uint8)
-    header = bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
-    (tmp_path / f"{name}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+  write_mnist_dir(tmp_path, train=256, test=40)
   config = _config(
     "configs/dll_deep_mlp.py:dll,data=fashion_mnist",
     **{"data.idx_dir": str(tmp_path), "train.epochs": 1},
